@@ -1,0 +1,7 @@
+/* hello: prints one line and exits 0. No parameters. */
+#include "guest.h"
+
+int main(void) {
+    puts("Hello from vcpulab guest\n");
+    return 0;
+}

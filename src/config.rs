@@ -1,0 +1,243 @@
+//! Run configuration: parsed and validated once, then trusted everywhere.
+//!
+//! QEMU analogue: the option parsing of `system/vl.c` and `qemu-options.hx`
+//! (`-m`, `-icount`), with the same option names (two dashes here) and the
+//! same checks, each failing with a message that names the bad value and what
+//! was expected.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Guest address of the workload parameter block; slot `i` is the u64 at
+/// `PARAM_BLOCK + 8 * i`.
+pub const PARAM_BLOCK: u64 = 0x8010_0000;
+/// Number of parameter slots.
+pub const PARAM_SLOTS: usize = 64;
+
+/// Named parameter slots (`--param NAME=VALUE`); any slot can also be named by
+/// its number.
+pub const PARAM_NAMES: &[(&str, usize)] = &[("iters", 0), ("inner", 1), ("delay", 2)];
+
+/// A configuration error: one line for the user, exit status 2.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Parse a memory size as QEMU's `-m` does: a number with an optional binary
+/// suffix `K`, `M`, `G`, `T` (optionally followed by `B` or `iB`); a bare
+/// number means MiB.
+pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(digits_end);
+    if num.is_empty() {
+        return err(format!("invalid size '{s}': expected a number with an optional K, M, G or T suffix (e.g. 128M)"));
+    }
+    let n: u64 = num.parse().map_err(|_| ConfigError(format!("invalid size '{s}': number too large")))?;
+    let shift = match suffix.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 20,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return err(format!("invalid size '{s}': unknown suffix '{suffix}' (expected K, M, G or T)"));
+        }
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| ConfigError(format!("invalid size '{s}': too large")))
+}
+
+/// Parse `--param NAME=VALUE` into (slot, value). VALUE is decimal or 0x-hex.
+pub fn parse_param(s: &str) -> Result<(usize, u64), ConfigError> {
+    let Some((name, value)) = s.split_once('=') else {
+        return err(format!("invalid --param '{s}': expected NAME=VALUE (NAME a slot number 0..{} or one of iters, inner, delay)", PARAM_SLOTS - 1));
+    };
+    let slot = match PARAM_NAMES.iter().find(|(n, _)| *n == name) {
+        Some(&(_, i)) => i,
+        None => match name.parse::<usize>() {
+            Ok(i) if i < PARAM_SLOTS => i,
+            _ => {
+                return err(format!(
+                    "invalid --param name '{name}': expected a slot number 0..{} or one of iters, inner, delay",
+                    PARAM_SLOTS - 1
+                ));
+            }
+        },
+    };
+    let v = value.trim();
+    let parsed = if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16)
+    } else {
+        v.parse::<u64>()
+    };
+    match parsed {
+        Ok(x) => Ok((slot, x)),
+        Err(_) => err(format!("invalid --param value '{value}' for '{name}': expected an unsigned 64-bit number (decimal or 0x hex)")),
+    }
+}
+
+/// icount shift: a fixed value or QEMU's adaptive `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IcountShift {
+    /// VIRTUAL advances `2^N` ns per instruction.
+    Fixed(u32),
+    /// Adaptive (`icount_adjust`), starting at 3.
+    Auto,
+}
+
+/// `--icount shift=N|auto[,sleep=on|off][,align=on|off]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct IcountConfig {
+    /// The shift.
+    pub shift: IcountShift,
+    /// Idle time follows real time (`on`, QEMU's default) or jumps to the next
+    /// deadline (`off`).
+    pub sleep: bool,
+    /// Sleep the vCPU when the guest gets ahead of real time.
+    pub align: bool,
+}
+
+/// QEMU's `MAX_ICOUNT_SHIFT`.
+pub const MAX_ICOUNT_SHIFT: u32 = 10;
+
+fn on_off(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => err(format!("invalid --icount {key}='{v}': expected 'on' or 'off'")),
+    }
+}
+
+impl IcountConfig {
+    /// Parse the `--icount` argument with QEMU's checks: shift 0..=10 or auto,
+    /// no unknown keys, `align=on` not with `sleep=off`, `shift=auto` not with
+    /// `align=on`. A bare number is the shift (QEMU's implied `shift=`).
+    pub fn parse(s: &str) -> Result<IcountConfig, ConfigError> {
+        let mut shift = None;
+        let mut sleep = true;
+        let mut align = false;
+        for (n, part) in s.split(',').enumerate() {
+            let (k, v) = match part.split_once('=') {
+                Some((k, v)) => (k, v),
+                None if n == 0 => ("shift", part),
+                None => return err(format!("invalid --icount option '{part}': expected KEY=VALUE (keys: shift, sleep, align)")),
+            };
+            match k {
+                "shift" => {
+                    shift = Some(if v == "auto" {
+                        IcountShift::Auto
+                    } else {
+                        match v.parse::<u32>() {
+                            Ok(n) if n <= MAX_ICOUNT_SHIFT => IcountShift::Fixed(n),
+                            Ok(n) => {
+                                return err(format!("invalid --icount shift={n}: expected 0..={MAX_ICOUNT_SHIFT} or 'auto'"));
+                            }
+                            Err(_) => return err(format!("invalid --icount shift='{v}': expected 0..={MAX_ICOUNT_SHIFT} or 'auto'")),
+                        }
+                    })
+                }
+                "sleep" => sleep = on_off(k, v)?,
+                "align" => align = on_off(k, v)?,
+                _ => return err(format!("invalid --icount option '{k}': unknown key (expected shift, sleep or align)")),
+            }
+        }
+        let Some(shift) = shift else {
+            return err("invalid --icount: 'shift' is required (shift=N with N in 0..=10, or shift=auto)");
+        };
+        if align && !sleep {
+            return err("invalid --icount: align=on and sleep=off are incompatible");
+        }
+        if align && shift == IcountShift::Auto {
+            return err("invalid --icount: shift=auto and align=on are incompatible");
+        }
+        Ok(IcountConfig { shift, sleep, align })
+    }
+}
+
+/// The machine's configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineConfig {
+    /// The guest ELF; `None` runs the built-in compute-loop guest.
+    pub kernel: Option<PathBuf>,
+    /// RAM size in bytes.
+    pub memory: u64,
+    /// Number of harts.
+    pub smp: usize,
+    /// Parameter block slots to fill.
+    pub params: Vec<(usize, u64)>,
+    /// icount, if enabled.
+    pub icount: Option<IcountConfig>,
+}
+
+impl MachineConfig {
+    /// Check the ranges that depend on several options.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.memory < 2 << 20 || self.memory % 4096 != 0 {
+            return err(format!(
+                "invalid --memory {}: expected at least 2M and a multiple of 4K",
+                self.memory
+            ));
+        }
+        if self.memory > 64 << 30 {
+            return err(format!("invalid --memory {}: at most 64G is supported", self.memory));
+        }
+        if self.smp == 0 || self.smp > 64 {
+            return err(format!("invalid --smp {}: expected 1..=64", self.smp));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("128"), Ok(128 << 20));
+        assert_eq!(parse_size("128M"), Ok(128 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn params() {
+        assert_eq!(parse_param("iters=10"), Ok((0, 10)));
+        assert_eq!(parse_param("3=0x10"), Ok((3, 16)));
+        assert!(parse_param("64=1").is_err());
+        assert!(parse_param("foo=1").is_err());
+        assert!(parse_param("iters").is_err());
+        assert!(parse_param("iters=-1").is_err());
+    }
+
+    #[test]
+    fn icount_options() {
+        let c = IcountConfig::parse("shift=3,sleep=off").unwrap();
+        assert_eq!(c, IcountConfig { shift: IcountShift::Fixed(3), sleep: false, align: false });
+        assert_eq!(IcountConfig::parse("7").unwrap().shift, IcountShift::Fixed(7));
+        assert_eq!(IcountConfig::parse("shift=auto").unwrap().shift, IcountShift::Auto);
+        assert!(IcountConfig::parse("shift=0").unwrap().sleep, "sleep defaults to on (QEMU's code)");
+        assert!(IcountConfig::parse("shift=11").is_err());
+        assert!(IcountConfig::parse("shift=-1").is_err());
+        assert!(IcountConfig::parse("shift=x").is_err());
+        assert!(IcountConfig::parse("shift=1,bogus=on").is_err());
+        assert!(IcountConfig::parse("shift=1,sleep=maybe").is_err());
+        assert!(IcountConfig::parse("shift=1,align=on,sleep=off").is_err());
+        assert!(IcountConfig::parse("shift=auto,align=on").is_err());
+        assert!(IcountConfig::parse("sleep=off").is_err());
+        assert!(IcountConfig::parse("shift=2,align=on").is_ok());
+    }
+}

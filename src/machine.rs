@@ -1,0 +1,193 @@
+//! The `virt` board: RAM, the devices at their QEMU addresses, the harts'
+//! shared state, the clocks and timer lists.
+//!
+//! QEMU analogue: `hw/riscv/virt.c` (`virt_machine_init`, `virt_memmap`).
+//!
+//! | device | base | size |
+//! |---|---|---|
+//! | reset ROM | 0x0000_1000 | 0xf000 |
+//! | test finisher | 0x0010_0000 | 0x1000 |
+//! | CLINT | 0x0200_0000 | 0x10000 |
+//! | PLIC | 0x0c00_0000 | 0x600000 |
+//! | UART0 | 0x1000_0000 | 0x100 |
+//! | RAM | 0x8000_0000 | `--memory` |
+
+use std::sync::Arc;
+
+use crossbeam_utils::sync::Parker;
+
+use crate::bql::Bql;
+use crate::clock::{Clocks, IcountClock};
+use crate::config::{IcountShift, MachineConfig};
+use crate::cpu::CpuShared;
+use crate::devices::clint::{CLINT_BASE, CLINT_SIZE, Clint};
+use crate::devices::finisher::{FINISHER_BASE, FINISHER_SIZE, Finisher};
+use crate::devices::plic::{PLIC_BASE, PLIC_SIZE, Plic};
+use crate::devices::rom::{ROM_BASE, ROM_SIZE, Rom};
+use crate::devices::uart::{Sink, UART_BASE, UART_IRQ, UART_SIZE, Uart};
+use crate::devices::BusError;
+use crate::loader::{self, LoadError, LoadedKernel};
+use crate::memory::{Bus, RAM_BASE, Ram};
+use crate::runstate::RunState;
+use crate::timer::TimerListGroup;
+use crate::clock::ClockType;
+
+/// Where QEMU places the device tree for a given RAM size (`riscv_load_fdt`):
+/// 2 MiB-aligned, just below the end of RAM (or 3 GiB). vcpulab passes the
+/// same address in a1 but writes no device tree there.
+pub fn fdt_addr(memory: u64) -> u64 {
+    const FDT_SIZE_GUESS: u64 = 0x2000;
+    let dram_end = RAM_BASE + memory;
+    let temp = dram_end.min(3 << 30).max(RAM_BASE + FDT_SIZE_GUESS);
+    (temp - FDT_SIZE_GUESS) & !((2 << 20) - 1)
+}
+
+/// The machine: everything vCPU threads and the iothread share.
+pub struct Machine {
+    /// Configuration it was built from.
+    pub config: MachineConfig,
+    /// Guest RAM.
+    pub ram: Ram,
+    /// Devices.
+    pub bus: Bus,
+    /// Per-hart cross-thread state.
+    pub cpus: Vec<Arc<CpuShared>>,
+    /// Run state (exit, reset).
+    pub run: Arc<RunState>,
+    /// The clocks.
+    pub clocks: Arc<Clocks>,
+    /// The icount clock, under `--icount`.
+    pub icount: Option<Arc<IcountClock>>,
+    /// Timer lists.
+    pub timers: Arc<TimerListGroup>,
+    /// The CLINT (for `rdtime`).
+    pub clint: Arc<Clint>,
+    /// The PLIC.
+    pub plic: Arc<Plic>,
+    /// UART0.
+    pub uart: Arc<Uart>,
+    /// The global lock.
+    pub bql: Bql,
+    /// What the loader loaded.
+    pub kernel: LoadedKernel,
+}
+
+impl Machine {
+    /// Build the machine and load `config.kernel` into it, writing the UART
+    /// to `out`. Returns the machine and one parker per hart (for the vCPU
+    /// threads).
+    pub fn new(config: MachineConfig, out: Sink) -> Result<(Arc<Machine>, Vec<Parker>), LoadError> {
+        let (data, path) = match &config.kernel {
+            Some(p) => (loader::read_kernel(p)?, p.clone()),
+            None => (loader::BUILTIN_KERNEL.to_vec(), std::path::PathBuf::from(loader::BUILTIN_NAME)),
+        };
+        let ram = Ram::new(config.memory);
+        let kernel = loader::load_elf(&path, &data, &ram)?;
+        loader::write_params(&ram, &config.params)?;
+
+        let parkers: Vec<Parker> = (0..config.smp).map(|_| Parker::new()).collect();
+        let cpus: Vec<Arc<CpuShared>> =
+            parkers.iter().enumerate().map(|(i, p)| Arc::new(CpuShared::new(i, p.unparker().clone()))).collect();
+        let run = Arc::new(RunState::new());
+        let icount = config.icount.map(|c| {
+            let shift = match c.shift {
+                IcountShift::Fixed(n) => n,
+                IcountShift::Auto => 3,
+            };
+            Arc::new(IcountClock::new(shift))
+        });
+        let clocks = Arc::new(match &icount {
+            Some(ic) => Clocks::with_icount(ic.clone()),
+            None => Clocks::new(),
+        });
+        let timers = Arc::new(TimerListGroup::new());
+
+        let clint = Arc::new(Clint::new(cpus.clone(), clocks.clone(), timers.get(ClockType::Virtual)));
+        let plic = Arc::new(Plic::new(cpus.clone()));
+        let plic_for_uart = plic.clone();
+        let uart = Arc::new(Uart::new(out, Box::new(move |level| plic_for_uart.set_irq(UART_IRQ, level)), run.clone()));
+        let kick_cpus = cpus.clone();
+        let finisher = Arc::new(Finisher::new(
+            run.clone(),
+            Box::new(move || kick_cpus.iter().for_each(|c| c.kick())),
+        ));
+        let rom = Arc::new(Rom::new(kernel.entry, fdt_addr(config.memory)));
+
+        let mut bus = Bus::new();
+        bus.map("riscv_virt_board.mrom", ROM_BASE, ROM_SIZE, rom);
+        bus.map("riscv.sifive.test", FINISHER_BASE, FINISHER_SIZE, finisher);
+        bus.map("riscv.aclint", CLINT_BASE, CLINT_SIZE, clint.clone());
+        bus.map("riscv.sifive.plic", PLIC_BASE, PLIC_SIZE, plic.clone());
+        bus.map("serial", UART_BASE, UART_SIZE, uart.clone());
+
+        let m = Machine {
+            config,
+            ram,
+            bus,
+            cpus,
+            run,
+            clocks,
+            icount,
+            timers,
+            clint,
+            plic,
+            uart,
+            bql: Bql::new(),
+            kernel,
+        };
+        Ok((Arc::new(m), parkers))
+    }
+
+    /// A device read: the region's device at its offset, under the BQL unless
+    /// the device is lockless. `Err` for unmapped addresses and invalid sizes.
+    pub fn mmio_read(&self, addr: u64, size: u64) -> Result<u64, BusError> {
+        let (r, off) = self.bus.find(addr).ok_or(BusError::Invalid)?;
+        if r.dev.lockless() {
+            r.dev.read(off, size)
+        } else {
+            let _g = self.bql.lock();
+            r.dev.read(off, size)
+        }
+    }
+
+    /// A device write (see [`Machine::mmio_read`]).
+    pub fn mmio_write(&self, addr: u64, size: u64, value: u64) -> Result<(), BusError> {
+        let (r, off) = self.bus.find(addr).ok_or(BusError::Invalid)?;
+        if r.dev.lockless() {
+            r.dev.write(off, size, value)
+        } else {
+            let _g = self.bql.lock();
+            r.dev.write(off, size, value)
+        }
+    }
+
+    /// Reset every device (finisher 0x7777).
+    pub fn reset_devices(&self) {
+        let _g = self.bql.lock();
+        for r in self.bus.regions() {
+            r.dev.reset();
+        }
+    }
+
+    /// Kick every vCPU.
+    pub fn kick_all(&self) {
+        for c in &self.cpus {
+            c.kick();
+        }
+    }
+
+    /// Total instructions retired so far (as published by the vCPUs).
+    pub fn instructions(&self) -> u64 {
+        self.cpus.iter().map(|c| c.instret.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdt_address_matches_qemu_for_128m() {
+        assert_eq!(fdt_addr(128 << 20), 0x87e0_0000);
+    }
+}

@@ -1,0 +1,68 @@
+//! CSR numbers and the machine-mode CSR file.
+//!
+//! QEMU analogue: `target/riscv/csr.c` and `cpu_bits.h`. This hart is honest
+//! about being M-mode only: `misa` reports RV64 with I, M and A; `mstatus`
+//! has only MIE and MPIE writable and MPP hard-wired to 3 (no lower privilege
+//! to return to); `medeleg`/`mideleg`/S-mode CSRs do not exist. Where QEMU's
+//! `rv64` CPU (which has S and U modes, C, F, D, H) reports differently, the
+//! docs list the difference; guests compared against QEMU avoid those reads.
+
+/// `mstatus`.
+pub const MSTATUS: u16 = 0x300;
+/// `misa`.
+pub const MISA: u16 = 0x301;
+/// `mie`.
+pub const MIE: u16 = 0x304;
+/// `mtvec`.
+pub const MTVEC: u16 = 0x305;
+/// `mcountinhibit`.
+pub const MCOUNTINHIBIT: u16 = 0x320;
+/// `mscratch`.
+pub const MSCRATCH: u16 = 0x340;
+/// `mepc`.
+pub const MEPC: u16 = 0x341;
+/// `mcause`.
+pub const MCAUSE: u16 = 0x342;
+/// `mtval`.
+pub const MTVAL: u16 = 0x343;
+/// `mip`.
+pub const MIP: u16 = 0x344;
+/// `mcycle`.
+pub const MCYCLE: u16 = 0xb00;
+/// `minstret`.
+pub const MINSTRET: u16 = 0xb02;
+/// `cycle` (user read-only shadow).
+pub const CYCLE: u16 = 0xc00;
+/// `time` (reads the CLINT's mtime).
+pub const TIME: u16 = 0xc01;
+/// `instret`.
+pub const INSTRET: u16 = 0xc02;
+/// `mvendorid`.
+pub const MVENDORID: u16 = 0xf11;
+/// `marchid`.
+pub const MARCHID: u16 = 0xf12;
+/// `mimpid`.
+pub const MIMPID: u16 = 0xf13;
+/// `mhartid`.
+pub const MHARTID: u16 = 0xf14;
+/// `mconfigptr`.
+pub const MCONFIGPTR: u16 = 0xf15;
+
+/// `mstatus.MIE`.
+pub const MSTATUS_MIE: u64 = 1 << 3;
+/// `mstatus.MPIE`.
+pub const MSTATUS_MPIE: u64 = 1 << 7;
+/// `mstatus.MPP` (hard-wired to M = 3).
+pub const MSTATUS_MPP: u64 = 3 << 11;
+
+/// `misa` of this hart: MXL = 64, extensions A, I, M.
+pub const MISA_VALUE: u64 = (2 << 62) | (1 << 0) | (1 << 8) | (1 << 12);
+
+/// Interrupt bits that exist (and are writable in `mie`): MSI, MTI, MEI.
+pub const MIE_MASK: u64 = (1 << 3) | (1 << 7) | (1 << 11);
+
+/// Whether a CSR number is read-only by encoding (bits 11:10 = 3).
+#[inline]
+pub fn is_read_only(csr: u16) -> bool {
+    (csr >> 10) & 3 == 3
+}

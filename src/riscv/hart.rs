@@ -1,0 +1,843 @@
+//! One hart's private state and its interpreter.
+//!
+//! QEMU analogue: `CPURISCVState` (`target/riscv/cpu.h`), the TB execution
+//! loop of `accel/tcg/cpu-exec.c` (`cpu_exec`, `cpu_tb_exec`,
+//! `cpu_handle_interrupt`), trap entry (`riscv_cpu_do_interrupt`) and the
+//! helpers of `op_helper.c` and `csr.c`.
+//!
+//! The hot path is [`Hart::execute`]: look up the TB for `pc` (through the
+//! last TB's chain slots, else the direct-mapped cache), run its pre-decoded
+//! instructions in a `match` loop over registers held in a plain array, repeat.
+//! It allocates nothing, takes no lock and makes no dynamic call unless the
+//! guest touches a device. It returns to the vCPU loop only for a reason the
+//! loop must handle: an exit request (kick), the instruction budget used up, a
+//! halt (`wfi`), or an I/O instruction after which interrupts must be checked.
+//!
+//! Instruction counting follows QEMU's icount rules exactly: a TB's
+//! instructions count when they complete; an instruction that faults on a
+//! memory access or CSR check does not count; `ecall`, `ebreak` and illegal
+//! encodings (which QEMU raises at translation time) do count.
+
+use std::sync::Arc;
+
+use super::cause;
+use super::csr::*;
+use super::insn::{AmoOp, CsrOp, Insn, Op};
+use super::tb::TbCache;
+use crate::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
+use crate::machine::Machine;
+use crate::memory::RAM_BASE;
+
+/// Why [`Hart::execute`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `exit_request` was set (a kick): the loop must look at what changed.
+    Kicked,
+    /// The instruction budget was used up exactly.
+    Budget,
+    /// The hart executed `wfi` and has no pending enabled interrupt.
+    Halt,
+    /// An I/O access or a CSR write happened: deadlines and interrupts may
+    /// have changed, so the loop re-checks them before going on.
+    Io,
+}
+
+/// Private architectural state of one hart.
+pub struct CpuState {
+    /// Integer registers; index 32 is the sink for writes to x0.
+    pub x: [u64; 33],
+    /// Program counter.
+    pub pc: u64,
+    /// `mstatus` (only MIE and MPIE are stored; MPP reads as 3).
+    pub mstatus: u64,
+    /// `mie`.
+    pub mie: u64,
+    /// `mtvec`.
+    pub mtvec: u64,
+    /// `mscratch`.
+    pub mscratch: u64,
+    /// `mepc`.
+    pub mepc: u64,
+    /// `mcause`.
+    pub mcause: u64,
+    /// `mtval`.
+    pub mtval: u64,
+    /// `mcountinhibit`.
+    pub mcountinhibit: u64,
+    /// `mcycle` = ticks + this offset (written by `csrw mcycle`).
+    pub cycle_offset: i64,
+    /// `minstret` = ticks + this offset.
+    pub instret_offset: i64,
+    /// `pmpcfg0..15` storage (not enforced: M-mode with no locked entries).
+    pub pmpcfg: [u64; 16],
+    /// `pmpaddr0..63` storage.
+    pub pmpaddr: [u64; 64],
+    /// LR reservation address (`u64::MAX` = none).
+    pub load_res: u64,
+    /// Value loaded by the LR (sign-extended for `.w`).
+    pub load_val: u64,
+}
+
+impl CpuState {
+    fn power_on() -> CpuState {
+        CpuState {
+            x: [0; 33],
+            pc: crate::devices::rom::ROM_BASE,
+            mstatus: 0,
+            mie: 0,
+            mtvec: 0,
+            mscratch: 0,
+            mepc: 0,
+            mcause: 0,
+            mtval: 0,
+            mcountinhibit: 0,
+            cycle_offset: 0,
+            instret_offset: 0,
+            pmpcfg: [0; 16],
+            pmpaddr: [0; 64],
+            load_res: u64::MAX,
+            load_val: 0,
+        }
+    }
+}
+
+/// A hart: its state, its TB cache, and the machine it runs in.
+pub struct Hart {
+    /// Architectural state.
+    pub st: CpuState,
+    /// Translation blocks.
+    pub tbc: TbCache,
+    /// The cross-thread part (interrupt lines, kicks).
+    pub shared: Arc<CpuShared>,
+    /// The machine (RAM, bus, clocks).
+    pub m: Arc<Machine>,
+    /// Instructions retired by this hart (QEMU icount rules).
+    pub retired: u64,
+    /// Part of `retired` already added to the machine's icount clock.
+    published: u64,
+    /// MMIO accesses made (for the run report).
+    pub mmio_accesses: u64,
+    /// Exceptions and interrupts taken.
+    pub traps: u64,
+}
+
+/// Outcome of one instruction that left the straight-line path.
+enum Step {
+    /// Continue with the next instruction of the TB.
+    Next,
+    /// Leave the TB; `pc` is set; the instruction completed.
+    Jump,
+    /// Leave the TB and return `Exit::Io` (or flush for code changes).
+    Io,
+    /// Leave the TB because translated code may be stale.
+    Flush,
+    /// `wfi`.
+    Halt,
+    /// Exception: (cause, tval, counts as executed).
+    Trap(u64, u64, bool),
+}
+
+impl Hart {
+    /// A hart at power-on, starting at the reset ROM.
+    pub fn new(shared: Arc<CpuShared>, m: Arc<Machine>) -> Hart {
+        Hart {
+            st: CpuState::power_on(),
+            tbc: TbCache::new(),
+            shared,
+            m,
+            retired: 0,
+            published: 0,
+            mmio_accesses: 0,
+            traps: 0,
+        }
+    }
+
+    /// Return to the power-on state (machine reset): registers, CSRs and the
+    /// TB cache; the instruction count keeps running.
+    pub fn reset(&mut self) {
+        self.st = CpuState::power_on();
+        self.tbc.flush();
+    }
+
+    /// Hart id.
+    #[inline]
+    pub fn id(&self) -> u64 {
+        self.shared.index as u64
+    }
+
+    /// Publish retired instructions not yet added to the icount clock, plus
+    /// `extra` in flight, so that VIRTUAL read now is exact at this
+    /// instruction. A no-op without icount.
+    #[inline]
+    pub fn sync_icount(&mut self, extra: u64) {
+        if let Some(ic) = &self.m.icount {
+            let now = self.retired + extra;
+            if now > self.published {
+                ic.add_executed((now - self.published) as i64);
+                self.published = now;
+            }
+        }
+    }
+
+    /// The highest-priority pending and enabled interrupt, if interrupts are
+    /// enabled (MEI > MSI > MTI, as `riscv_cpu_local_irq_pending`).
+    #[inline]
+    pub fn pending_interrupt(&self) -> Option<u64> {
+        if self.st.mstatus & MSTATUS_MIE == 0 {
+            return None;
+        }
+        let p = self.shared.mip() & self.st.mie;
+        if p == 0 {
+            None
+        } else if p & MIP_MEIP != 0 {
+            Some(cause::IRQ_M_EXT)
+        } else if p & MIP_MSIP != 0 {
+            Some(cause::IRQ_M_SOFT)
+        } else if p & MIP_MTIP != 0 {
+            Some(cause::IRQ_M_TIMER)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `wfi` should wake: an interrupt is pending and enabled in `mie`,
+    /// whatever `mstatus.MIE` says (QEMU's `cpu_has_work`).
+    #[inline]
+    pub fn has_work(&self) -> bool {
+        self.shared.mip() & self.st.mie != 0
+    }
+
+    /// Take interrupt `irq` if one is pending and enabled; returns whether it
+    /// did.
+    pub fn check_interrupts(&mut self) -> bool {
+        if let Some(irq) = self.pending_interrupt() {
+            let pc = self.st.pc;
+            self.trap(cause::INTERRUPT | irq, 0, pc);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Trap entry (`riscv_cpu_do_interrupt` for M-mode).
+    pub fn trap(&mut self, mcause: u64, tval: u64, epc: u64) {
+        self.traps += 1;
+        let st = &mut self.st;
+        st.mepc = epc;
+        st.mcause = mcause;
+        st.mtval = tval;
+        let mie = st.mstatus & MSTATUS_MIE != 0;
+        st.mstatus = if mie { MSTATUS_MPIE } else { 0 };
+        let base = st.mtvec & !3;
+        st.pc = if st.mtvec & 3 == 1 && mcause & cause::INTERRUPT != 0 {
+            base.wrapping_add(4 * (mcause & !cause::INTERRUPT))
+        } else {
+            base
+        };
+    }
+
+    /// Fetch the instruction word at `pc` (RAM or ROM), marking RAM pages as
+    /// holding code.
+    fn fetch(m: &Machine, pc: u64) -> Option<u32> {
+        if pc & 3 != 0 {
+            return None;
+        }
+        if let Some(off) = m.ram.offset(pc, 4) {
+            m.ram.mark_code(off);
+            return Some(m.ram.fetch32(off));
+        }
+        let (r, off) = m.bus.find(pc)?;
+        r.dev.fetch(off)
+    }
+
+    /// Run guest code until an [`Exit`], executing at most `limit`
+    /// instructions. `retired` grows by the instructions executed.
+    pub fn execute(&mut self, limit: u64) -> Exit {
+        let mut left = limit;
+        let mut prev: Option<(u32, usize)> = None;
+        loop {
+            if self.shared.exit_requested() {
+                return Exit::Kicked;
+            }
+            if left == 0 {
+                return Exit::Budget;
+            }
+            let cg = self.m.ram.code_gen();
+            if cg != self.tbc.code_gen {
+                self.tbc.flush();
+                self.tbc.code_gen = cg;
+                prev = None;
+            }
+            let pc = self.st.pc;
+            // Chained successor of the previous TB, else a cache lookup.
+            let mut found = None;
+            if let Some((p, slot)) = prev {
+                let (cpc, cidx) = self.tbc.tb(p).chain[slot].get();
+                if cpc == pc && cidx != 0 {
+                    found = Some(cidx - 1);
+                }
+            }
+            let idx = match found {
+                Some(i) => i,
+                None => {
+                    let m = self.m.clone();
+                    let r = self.tbc.lookup(pc, &mut |a| Hart::fetch(&m, a));
+                    match r {
+                        Ok(i) => {
+                            if let Some((p, slot)) = prev {
+                                self.tbc.tb(p).chain[slot].set((pc, i + 1));
+                            }
+                            i
+                        }
+                        Err(_) => {
+                            let c = if pc & 3 != 0 { cause::INSN_MISALIGNED } else { cause::INSN_ACCESS };
+                            self.trap(c, pc, pc);
+                            prev = None;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let (done, step) = self.run_tb(idx, left);
+            self.retired += done;
+            left -= done;
+            match step {
+                Step::Next | Step::Jump => {
+                    // Chain slot: 0 when the TB fell through or jumped to the
+                    // same place as last time, else 1.
+                    let tb = self.tbc.tb(idx);
+                    let slot = if tb.chain[0].get().0 == self.st.pc || tb.chain[0].get().1 == 0 { 0 } else { 1 };
+                    prev = Some((idx, slot));
+                }
+                Step::Io => return Exit::Io,
+                Step::Flush => {
+                    let cg = self.m.ram.code_gen();
+                    self.tbc.flush();
+                    self.tbc.code_gen = cg;
+                    return Exit::Io;
+                }
+                Step::Halt => {
+                    if self.has_work() {
+                        return Exit::Io;
+                    }
+                    return Exit::Halt;
+                }
+                Step::Trap(c, tval, counts) => {
+                    if counts {
+                        self.retired += 1;
+                    }
+                    let epc = self.st.pc;
+                    self.trap(c, tval, epc);
+                    return Exit::Io;
+                }
+            }
+        }
+    }
+
+    /// Execute up to `limit` instructions of TB `idx`. Returns how many
+    /// completed and how the TB was left. On return `st.pc` is the next pc (or
+    /// the faulting instruction's pc for `Step::Trap`).
+    #[inline(always)]
+    fn run_tb(&mut self, idx: u32, limit: u64) -> (u64, Step) {
+        let tb = self.tbc.tb(idx);
+        let base = tb.pc;
+        let n = (tb.len as u64).min(limit) as usize;
+        let insns: &[Insn] = self.tbc.tb_insns(tb);
+        // SAFETY-free split borrow: the instruction slice lives in `tbc`, the
+        // state we mutate in `st`.
+        let insns = &insns[..n];
+        let st = &mut self.st;
+        let m = &*self.m;
+        let mut i = 0usize;
+        while i < n {
+            let d = insns[i];
+            let x = &mut st.x;
+            let rs1 = x[d.rs1 as usize];
+            let rs2 = x[d.rs2 as usize];
+            let rd = d.rd as usize;
+            match d.op {
+                Op::Addi => x[rd] = rs1.wrapping_add(d.imm as u64),
+                Op::Add => x[rd] = rs1.wrapping_add(rs2),
+                Op::Sub => x[rd] = rs1.wrapping_sub(rs2),
+                Op::Lui => x[rd] = d.imm as u64,
+                Op::Auipc => x[rd] = (base + 4 * i as u64).wrapping_add(d.imm as u64),
+                Op::Slti => x[rd] = ((rs1 as i64) < d.imm) as u64,
+                Op::Sltiu => x[rd] = (rs1 < d.imm as u64) as u64,
+                Op::Xori => x[rd] = rs1 ^ d.imm as u64,
+                Op::Ori => x[rd] = rs1 | d.imm as u64,
+                Op::Andi => x[rd] = rs1 & d.imm as u64,
+                Op::Slli => x[rd] = rs1 << d.imm,
+                Op::Srli => x[rd] = rs1 >> d.imm,
+                Op::Srai => x[rd] = ((rs1 as i64) >> d.imm) as u64,
+                Op::Sll => x[rd] = rs1 << (rs2 & 63),
+                Op::Slt => x[rd] = ((rs1 as i64) < (rs2 as i64)) as u64,
+                Op::Sltu => x[rd] = (rs1 < rs2) as u64,
+                Op::Xor => x[rd] = rs1 ^ rs2,
+                Op::Srl => x[rd] = rs1 >> (rs2 & 63),
+                Op::Sra => x[rd] = ((rs1 as i64) >> (rs2 & 63)) as u64,
+                Op::Or => x[rd] = rs1 | rs2,
+                Op::And => x[rd] = rs1 & rs2,
+                Op::Addiw => x[rd] = (rs1 as i32).wrapping_add(d.imm as i32) as i64 as u64,
+                Op::Slliw => x[rd] = ((rs1 as u32) << d.imm) as i32 as i64 as u64,
+                Op::Srliw => x[rd] = ((rs1 as u32) >> d.imm) as i32 as i64 as u64,
+                Op::Sraiw => x[rd] = ((rs1 as i32) >> d.imm) as i64 as u64,
+                Op::Addw => x[rd] = (rs1 as i32).wrapping_add(rs2 as i32) as i64 as u64,
+                Op::Subw => x[rd] = (rs1 as i32).wrapping_sub(rs2 as i32) as i64 as u64,
+                Op::Sllw => x[rd] = ((rs1 as u32) << (rs2 & 31)) as i32 as i64 as u64,
+                Op::Srlw => x[rd] = ((rs1 as u32) >> (rs2 & 31)) as i32 as i64 as u64,
+                Op::Sraw => x[rd] = ((rs1 as i32) >> (rs2 & 31)) as i64 as u64,
+                Op::Mul => x[rd] = rs1.wrapping_mul(rs2),
+                Op::Mulh => x[rd] = ((rs1 as i64 as i128 * rs2 as i64 as i128) >> 64) as u64,
+                Op::Mulhsu => x[rd] = ((rs1 as i64 as i128).wrapping_mul(rs2 as u128 as i128) >> 64) as u64,
+                Op::Mulhu => x[rd] = ((rs1 as u128 * rs2 as u128) >> 64) as u64,
+                Op::Div => {
+                    x[rd] = if rs2 == 0 {
+                        u64::MAX
+                    } else {
+                        (rs1 as i64).wrapping_div(rs2 as i64) as u64
+                    }
+                }
+                Op::Divu => x[rd] = rs1.checked_div(rs2).unwrap_or(u64::MAX),
+                Op::Rem => {
+                    x[rd] = if rs2 == 0 {
+                        rs1
+                    } else {
+                        (rs1 as i64).wrapping_rem(rs2 as i64) as u64
+                    }
+                }
+                Op::Remu => x[rd] = if rs2 == 0 { rs1 } else { rs1 % rs2 },
+                Op::Mulw => x[rd] = (rs1 as i32).wrapping_mul(rs2 as i32) as i64 as u64,
+                Op::Divw => {
+                    let (a, b) = (rs1 as i32, rs2 as i32);
+                    x[rd] = if b == 0 { u64::MAX } else { a.wrapping_div(b) as i64 as u64 }
+                }
+                Op::Divuw => {
+                    let (a, b) = (rs1 as u32, rs2 as u32);
+                    x[rd] = if b == 0 { u64::MAX } else { (a / b) as i32 as i64 as u64 }
+                }
+                Op::Remw => {
+                    let (a, b) = (rs1 as i32, rs2 as i32);
+                    x[rd] = if b == 0 { a as i64 as u64 } else { a.wrapping_rem(b) as i64 as u64 }
+                }
+                Op::Remuw => {
+                    let (a, b) = (rs1 as u32, rs2 as u32);
+                    x[rd] = if b == 0 { a as i32 as i64 as u64 } else { (a % b) as i32 as i64 as u64 }
+                }
+                Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
+                    let taken = match d.op {
+                        Op::Beq => rs1 == rs2,
+                        Op::Bne => rs1 != rs2,
+                        Op::Blt => (rs1 as i64) < (rs2 as i64),
+                        Op::Bge => (rs1 as i64) >= (rs2 as i64),
+                        Op::Bltu => rs1 < rs2,
+                        _ => rs1 >= rs2,
+                    };
+                    let pc = base + 4 * i as u64;
+                    if taken {
+                        let t = pc.wrapping_add(d.imm as u64);
+                        if t & 3 != 0 {
+                            st.pc = pc;
+                            return (i as u64, Step::Trap(cause::INSN_MISALIGNED, t, false));
+                        }
+                        st.pc = t;
+                    } else {
+                        st.pc = pc + 4;
+                    }
+                    return (i as u64 + 1, Step::Jump);
+                }
+                Op::Jal => {
+                    let pc = base + 4 * i as u64;
+                    let t = pc.wrapping_add(d.imm as u64);
+                    if t & 3 != 0 {
+                        st.pc = pc;
+                        return (i as u64, Step::Trap(cause::INSN_MISALIGNED, t, false));
+                    }
+                    x[rd] = pc + 4;
+                    st.pc = t;
+                    return (i as u64 + 1, Step::Jump);
+                }
+                Op::Jalr => {
+                    let pc = base + 4 * i as u64;
+                    let t = rs1.wrapping_add(d.imm as u64) & !1;
+                    if t & 3 != 0 {
+                        st.pc = pc;
+                        return (i as u64, Step::Trap(cause::INSN_MISALIGNED, t, false));
+                    }
+                    x[rd] = pc + 4;
+                    st.pc = t;
+                    return (i as u64 + 1, Step::Jump);
+                }
+                Op::Lb | Op::Lh | Op::Lw | Op::Ld | Op::Lbu | Op::Lhu | Op::Lwu => {
+                    let addr = rs1.wrapping_add(d.imm as u64);
+                    let len = match d.op {
+                        Op::Lb | Op::Lbu => 1,
+                        Op::Lh | Op::Lhu => 2,
+                        Op::Lw | Op::Lwu => 4,
+                        _ => 8,
+                    };
+                    let raw = match m.ram.offset(addr, len) {
+                        Some(off) => m.ram.load(off, len),
+                        None => {
+                            let pc = base + 4 * i as u64;
+                            st.pc = pc;
+                            self.retired += i as u64;
+                            self.mmio_accesses += 1;
+                            let extra = 1;
+                            let r = self.mmio_load(addr, len, extra);
+                            self.retired -= i as u64;
+                            let st = &mut self.st;
+                            match r {
+                                Ok(v) => {
+                                    st.x[rd] = extend(d.op, v);
+                                    st.pc = pc + 4;
+                                    return (i as u64 + 1, Step::Io);
+                                }
+                                Err(()) => return (i as u64, Step::Trap(cause::LOAD_ACCESS, addr, false)),
+                            }
+                        }
+                    };
+                    x[rd] = extend(d.op, raw);
+                }
+                Op::Sb | Op::Sh | Op::Sw | Op::Sd => {
+                    let addr = rs1.wrapping_add(d.imm as u64);
+                    let len = match d.op {
+                        Op::Sb => 1,
+                        Op::Sh => 2,
+                        Op::Sw => 4,
+                        _ => 8,
+                    };
+                    match m.ram.offset(addr, len) {
+                        Some(off) => {
+                            if m.ram.store(off, len, rs2) {
+                                st.pc = base + 4 * (i as u64 + 1);
+                                return (i as u64 + 1, Step::Flush);
+                            }
+                        }
+                        None => {
+                            let pc = base + 4 * i as u64;
+                            st.pc = pc;
+                            self.retired += i as u64;
+                            self.mmio_accesses += 1;
+                            let r = self.mmio_store(addr, len, rs2, 1);
+                            self.retired -= i as u64;
+                            match r {
+                                Ok(()) => {
+                                    self.st.pc = pc + 4;
+                                    return (i as u64 + 1, Step::Io);
+                                }
+                                Err(()) => return (i as u64, Step::Trap(cause::STORE_ACCESS, addr, false)),
+                            }
+                        }
+                    }
+                }
+                Op::Fence => {}
+                Op::FenceI => {
+                    st.pc = base + 4 * (i as u64 + 1);
+                    return (i as u64 + 1, Step::Flush);
+                }
+                Op::Ecall | Op::Ebreak | Op::Illegal => {
+                    st.pc = base + 4 * i as u64;
+                    let c = match d.op {
+                        Op::Ecall => cause::ECALL_M,
+                        Op::Ebreak => cause::BREAKPOINT,
+                        _ => cause::ILLEGAL_INSN,
+                    };
+                    // QEMU 7.2: mtval is the instruction word for an illegal
+                    // instruction, 0 for ecall and ebreak.
+                    let tval = if d.op == Op::Illegal { d.imm as u32 as u64 } else { 0 };
+                    return (i as u64, Step::Trap(c, tval, true));
+                }
+                Op::Mret => {
+                    let st = &mut self.st;
+                    let mpie = st.mstatus & MSTATUS_MPIE != 0;
+                    st.mstatus = MSTATUS_MPIE | if mpie { MSTATUS_MIE } else { 0 };
+                    st.pc = st.mepc;
+                    if st.pc & 3 != 0 {
+                        st.pc = base + 4 * i as u64;
+                        return (i as u64, Step::Trap(cause::INSN_MISALIGNED, 0, false));
+                    }
+                    return (i as u64 + 1, Step::Io);
+                }
+                Op::Wfi => {
+                    st.pc = base + 4 * (i as u64 + 1);
+                    return (i as u64 + 1, Step::Halt);
+                }
+                Op::Csr => {
+                    let pc = base + 4 * i as u64;
+                    st.pc = pc;
+                    self.retired += i as u64;
+                    let r = self.csr_op(d, rs1);
+                    self.retired -= i as u64;
+                    return match r {
+                        Ok(()) => {
+                            self.st.pc = pc + 4;
+                            (i as u64 + 1, Step::Io)
+                        }
+                        Err(()) => (i as u64, Step::Trap(cause::ILLEGAL_INSN, csr_word(d), false)),
+                    };
+                }
+                Op::Lr | Op::Sc | Op::Amo => {
+                    let pc = base + 4 * i as u64;
+                    st.pc = pc;
+                    self.retired += i as u64;
+                    let r = self.atomic(d, rs1, rs2);
+                    self.retired -= i as u64;
+                    return match r {
+                        Ok(io) => {
+                            self.st.pc = pc + 4;
+                            // Keep going in a new TB; the TB is ended so that a
+                            // store over code or an I/O access is handled.
+                            (i as u64 + 1, if io { Step::Io } else { Step::Jump })
+                        }
+                        Err((c, tval)) => (i as u64, Step::Trap(c, tval, false)),
+                    };
+                }
+            }
+            i += 1;
+        }
+        st.pc = base + 4 * n as u64;
+        (n as u64, Step::Next)
+    }
+
+    /// Load through the bus (not RAM). `extra` instructions are in flight
+    /// (for an exact VIRTUAL read under icount).
+    fn mmio_load(&mut self, addr: u64, len: u64, extra: u64) -> Result<u64, ()> {
+        self.sync_icount(extra);
+        let m = self.m.clone();
+        if addr & (len - 1) == 0 {
+            return m.mmio_read(addr, len).map_err(|_| ());
+        }
+        // Misaligned I/O: two aligned accesses of the same size, combined
+        // (QEMU's softmmu `load_helper` does the same).
+        let a0 = addr & !(len - 1);
+        let lo = m.mmio_read(a0, len).map_err(|_| ())?;
+        let hi = m.mmio_read(a0 + len, len).map_err(|_| ())?;
+        let sh = (addr - a0) * 8;
+        let v = ((hi as u128) << (len * 8) | lo as u128) >> sh;
+        Ok((v as u64) & if len == 8 { u64::MAX } else { (1 << (len * 8)) - 1 })
+    }
+
+    /// Store through the bus (not RAM).
+    fn mmio_store(&mut self, addr: u64, len: u64, val: u64, extra: u64) -> Result<(), ()> {
+        self.sync_icount(extra);
+        let m = self.m.clone();
+        if addr & (len - 1) == 0 {
+            return m.mmio_write(addr, len, val).map_err(|_| ());
+        }
+        // Misaligned I/O: byte by byte (QEMU's `store_helper_unaligned`).
+        for b in 0..len {
+            m.mmio_write(addr + b, 1, val >> (8 * b)).map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// LR, SC and AMOs. `Ok(true)` when the access went to a device.
+    fn atomic(&mut self, d: Insn, rs1: u64, rs2: u64) -> Result<bool, (u64, u64)> {
+        let width = (d.imm & 0xff) as u64;
+        let addr = rs1;
+        let sext = |v: u64| if width == 4 { v as i32 as i64 as u64 } else { v };
+        let misaligned = addr & (width - 1) != 0;
+        let m = self.m.clone();
+        match d.op {
+            Op::Lr => {
+                if misaligned {
+                    return Err((cause::LOAD_MISALIGNED, addr));
+                }
+                let v = match m.ram.offset(addr, width) {
+                    Some(off) => m.ram.load(off, width),
+                    None => self.mmio_load(addr, width, 1).map_err(|_| (cause::LOAD_ACCESS, addr))?,
+                };
+                let v = sext(v);
+                self.st.load_res = addr;
+                self.st.load_val = v;
+                self.st.x[d.rd as usize] = v;
+                Ok(m.ram.offset(addr, width).is_none())
+            }
+            Op::Sc => {
+                if addr != self.st.load_res {
+                    self.st.x[d.rd as usize] = 1;
+                    self.st.load_res = u64::MAX;
+                    return Ok(false);
+                }
+                if misaligned {
+                    return Err((cause::LOAD_MISALIGNED, addr));
+                }
+                let expected = self.st.load_val;
+                let ok = match m.ram.offset(addr, width) {
+                    Some(off) => {
+                        let (ok, _) = m.ram.cas(off, width, expected, rs2);
+                        ok
+                    }
+                    None => {
+                        let cur = sext(self.mmio_load(addr, width, 1).map_err(|_| (cause::LOAD_ACCESS, addr))?);
+                        if cur == expected {
+                            self.mmio_store(addr, width, rs2, 1).map_err(|_| (cause::LOAD_ACCESS, addr))?;
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                };
+                self.st.x[d.rd as usize] = (!ok) as u64;
+                self.st.load_res = u64::MAX;
+                Ok(true)
+            }
+            _ => {
+                if misaligned {
+                    return Err((cause::LOAD_MISALIGNED, addr));
+                }
+                let op = AmoOp::from_u8((d.imm >> 8) as u8);
+                let old = match m.ram.offset(addr, width) {
+                    Some(off) => {
+                        let (old, _) = m.ram.rmw(off, width, |o| op.apply(o, rs2, width));
+                        old
+                    }
+                    None => {
+                        let old = self.mmio_load(addr, width, 1).map_err(|_| (cause::LOAD_ACCESS, addr))?;
+                        self.mmio_store(addr, width, op.apply(old, rs2, width), 1)
+                            .map_err(|_| (cause::LOAD_ACCESS, addr))?;
+                        old
+                    }
+                };
+                self.st.x[d.rd as usize] = sext(old);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Ticks for `mcycle`/`minstret`: VIRTUAL ns under icount (QEMU's
+    /// `icount_get()`), else the host tick counter.
+    fn ticks(&mut self) -> i64 {
+        if self.m.icount.is_some() {
+            self.sync_icount(1);
+            self.m.clocks.get_ns(crate::clock::ClockType::Virtual)
+        } else {
+            self.m.clocks.cpu_get_ticks()
+        }
+    }
+
+    /// Read a CSR; `Err` when it does not exist.
+    fn csr_read(&mut self, csr: u16) -> Result<u64, ()> {
+        let st = &self.st;
+        Ok(match csr {
+            MSTATUS => st.mstatus | MSTATUS_MPP,
+            MISA => MISA_VALUE,
+            MIE => st.mie,
+            MIP => self.shared.mip(),
+            MTVEC => st.mtvec,
+            MSCRATCH => st.mscratch,
+            MEPC => st.mepc,
+            MCAUSE => st.mcause,
+            MTVAL => st.mtval,
+            MCOUNTINHIBIT => st.mcountinhibit,
+            MVENDORID | MARCHID | MIMPID | MCONFIGPTR => 0,
+            MHARTID => self.id(),
+            MCYCLE | CYCLE => {
+                let off = st.cycle_offset;
+                self.ticks().wrapping_add(off) as u64
+            }
+            MINSTRET | INSTRET => {
+                let off = st.instret_offset;
+                self.ticks().wrapping_add(off) as u64
+            }
+            TIME => {
+                self.sync_icount(1);
+                self.m.clint.mtime()
+            }
+            0xb03..=0xb1f | 0xc03..=0xc1f | 0x323..=0x33f => 0,
+            0x3a0..=0x3af if csr & 1 == 0 => st.pmpcfg[(csr - 0x3a0) as usize],
+            0x3b0..=0x3ef => st.pmpaddr[(csr - 0x3b0) as usize],
+            _ => return Err(()),
+        })
+    }
+
+    /// Write a CSR (already known to exist and be writable).
+    fn csr_write(&mut self, csr: u16, v: u64) {
+        match csr {
+            MSTATUS => self.st.mstatus = v & (MSTATUS_MIE | MSTATUS_MPIE),
+            MIE => self.st.mie = v & MIE_MASK,
+            MTVEC => {
+                if v & 3 < 2 {
+                    self.st.mtvec = v;
+                }
+            }
+            MSCRATCH => self.st.mscratch = v,
+            MEPC => self.st.mepc = v & !3,
+            MCAUSE => self.st.mcause = v,
+            MTVAL => self.st.mtval = v,
+            MCOUNTINHIBIT => self.st.mcountinhibit = v & !2,
+            MCYCLE => {
+                let t = self.ticks();
+                self.st.cycle_offset = (v as i64).wrapping_sub(t);
+            }
+            MINSTRET => {
+                let t = self.ticks();
+                self.st.instret_offset = (v as i64).wrapping_sub(t);
+            }
+            0x3a0..=0x3af => self.st.pmpcfg[(csr - 0x3a0) as usize] = v,
+            0x3b0..=0x3ef => self.st.pmpaddr[(csr - 0x3b0) as usize] = v,
+            // misa, mip, mhpm*: WARL with nothing writable here.
+            _ => {}
+        }
+    }
+
+    /// Execute a CSR instruction; `Err` raises an illegal-instruction trap.
+    fn csr_op(&mut self, d: Insn, rs1v: u64) -> Result<(), ()> {
+        let csr = d.imm as u16;
+        let kind = match d.rs2 {
+            1 => CsrOp::Rw,
+            2 => CsrOp::Rs,
+            3 => CsrOp::Rc,
+            5 => CsrOp::Rwi,
+            6 => CsrOp::Rsi,
+            _ => CsrOp::Rci,
+        };
+        let src = match kind {
+            CsrOp::Rwi | CsrOp::Rsi | CsrOp::Rci => d.rs1 as u64,
+            _ => rs1v,
+        };
+        let writes = match kind {
+            CsrOp::Rw | CsrOp::Rwi => true,
+            _ => d.rs1 != 0,
+        };
+        if writes && is_read_only(csr) {
+            return Err(());
+        }
+        let old = self.csr_read(csr)?;
+        if writes {
+            let new = match kind {
+                CsrOp::Rw | CsrOp::Rwi => src,
+                CsrOp::Rs | CsrOp::Rsi => old | src,
+                CsrOp::Rc | CsrOp::Rci => old & !src,
+            };
+            self.csr_write(csr, new);
+        }
+        self.st.x[d.rd as usize] = old;
+        Ok(())
+    }
+
+    /// Read x`i` (0..=31).
+    pub fn reg(&self, i: usize) -> u64 {
+        self.st.x[i]
+    }
+}
+
+/// Re-encode a CSR instruction (for mtval on an illegal CSR access).
+fn csr_word(d: Insn) -> u64 {
+    let rd = if d.rd == crate::riscv::insn::SINK { 0 } else { d.rd as u64 };
+    ((d.imm as u64 & 0xfff) << 20) | ((d.rs1 as u64) << 15) | ((d.rs2 as u64) << 12) | (rd << 7) | 0x73
+}
+
+/// Sign- or zero-extend a loaded value according to the load's width.
+#[inline(always)]
+fn extend(op: Op, v: u64) -> u64 {
+    match op {
+        Op::Lb => v as i8 as i64 as u64,
+        Op::Lh => v as i16 as i64 as u64,
+        Op::Lw => v as i32 as i64 as u64,
+        _ => v,
+    }
+}
+
+/// Guest address of the first byte of RAM (re-exported for the loader).
+pub const DRAM_BASE: u64 = RAM_BASE;

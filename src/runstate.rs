@@ -1,0 +1,81 @@
+//! Run state: how the machine ends (finisher, timeout, error) and reset
+//! requests.
+//!
+//! QEMU analogue: `system/runstate.c` (`qemu_system_shutdown_request`,
+//! `qemu_system_reset_request`, `vm_stop`/`vm_start`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+/// Why the machine stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// The guest wrote PASS (0x5555) to the test finisher.
+    FinisherPass,
+    /// The guest wrote FAIL (0x3333 | code << 16) to the test finisher.
+    FinisherFail,
+    /// `--timeout` was reached.
+    Timeout,
+    /// The monitor's `quit`.
+    Quit,
+}
+
+/// How the run ended: the reason and the process exit status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExitStatus {
+    /// Why.
+    pub reason: ExitReason,
+    /// Process exit status.
+    pub code: i32,
+}
+
+/// Machine-wide run state shared by every thread.
+#[derive(Default)]
+pub struct RunState {
+    shutdown: AtomicBool,
+    exit: Mutex<Option<ExitStatus>>,
+    reset_gen: AtomicU64,
+}
+
+impl RunState {
+    /// A running machine.
+    pub fn new() -> RunState {
+        RunState::default()
+    }
+
+    /// Request shutdown with `status`; the first request wins.
+    pub fn request_shutdown(&self, status: ExitStatus) {
+        let mut e = self.exit.lock();
+        if e.is_none() {
+            *e = Some(status);
+        }
+        // Release: the exit status is written before the flag is seen.
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    /// Whether shutdown was requested.
+    #[inline]
+    pub fn shutdown_requested(&self) -> bool {
+        // Acquire: pairs with `request_shutdown`.
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// The exit status, once shutdown was requested.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.exit.lock().clone()
+    }
+
+    /// Request a machine reset (finisher 0x7777): bumps the reset generation.
+    pub fn request_reset(&self) {
+        self.reset_gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The reset generation; a vCPU that sees it change resets itself.
+    #[inline]
+    pub fn reset_gen(&self) -> u64 {
+        self.reset_gen.load(Ordering::Acquire)
+    }
+}
