@@ -5,7 +5,15 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=.git/HEAD");
-    let wanted = ["parking_lot", "parking_lot_core", "lock_api", "crossbeam-utils", "mio", "nix", "hdrhistogram"];
+    let wanted = [
+        "parking_lot",
+        "parking_lot_core",
+        "lock_api",
+        "crossbeam-utils",
+        "mio",
+        "nix",
+        "hdrhistogram",
+    ];
     let mut found = Vec::new();
     if let Ok(lock) = std::fs::read_to_string("Cargo.lock") {
         let mut name = None;

@@ -36,17 +36,27 @@ pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, suffix) = t.split_at(digits_end);
     if num.is_empty() {
-        return err(format!("invalid size '{s}': expected a number with an optional K, M, G or T suffix (e.g. 128M)"));
+        return err(format!(
+            "invalid size '{s}': expected a number with an optional K, M, G or T suffix (e.g. 128M)"
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| ConfigError(format!("invalid size '{s}': number too large")))?;
-    let shift = match suffix.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ConfigError(format!("invalid size '{s}': number too large")))?;
+    let shift = match suffix
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 20,
         "K" => 10,
         "M" => 20,
         "G" => 30,
         "T" => 40,
         _ => {
-            return err(format!("invalid size '{s}': unknown suffix '{suffix}' (expected K, M, G or T)"));
+            return err(format!(
+                "invalid size '{s}': unknown suffix '{suffix}' (expected K, M, G or T)"
+            ));
         }
     };
     n.checked_mul(1u64 << shift)
@@ -56,7 +66,10 @@ pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
 /// Parse `--param NAME=VALUE` into (slot, value). VALUE is decimal or 0x-hex.
 pub fn parse_param(s: &str) -> Result<(usize, u64), ConfigError> {
     let Some((name, value)) = s.split_once('=') else {
-        return err(format!("invalid --param '{s}': expected NAME=VALUE (NAME a slot number 0..{} or one of iters, inner, delay)", PARAM_SLOTS - 1));
+        return err(format!(
+            "invalid --param '{s}': expected NAME=VALUE (NAME a slot number 0..{} or one of iters, inner, delay)",
+            PARAM_SLOTS - 1
+        ));
     };
     let slot = match PARAM_NAMES.iter().find(|(n, _)| *n == name) {
         Some(&(_, i)) => i,
@@ -78,7 +91,9 @@ pub fn parse_param(s: &str) -> Result<(usize, u64), ConfigError> {
     };
     match parsed {
         Ok(x) => Ok((slot, x)),
-        Err(_) => err(format!("invalid --param value '{value}' for '{name}': expected an unsigned 64-bit number (decimal or 0x hex)")),
+        Err(_) => err(format!(
+            "invalid --param value '{value}' for '{name}': expected an unsigned 64-bit number (decimal or 0x hex)"
+        )),
     }
 }
 
@@ -111,7 +126,9 @@ fn on_off(key: &str, v: &str) -> Result<bool, ConfigError> {
     match v {
         "on" | "yes" | "true" => Ok(true),
         "off" | "no" | "false" => Ok(false),
-        _ => err(format!("invalid --icount {key}='{v}': expected 'on' or 'off'")),
+        _ => err(format!(
+            "invalid --icount {key}='{v}': expected 'on' or 'off'"
+        )),
     }
 }
 
@@ -127,7 +144,11 @@ impl IcountConfig {
             let (k, v) = match part.split_once('=') {
                 Some((k, v)) => (k, v),
                 None if n == 0 => ("shift", part),
-                None => return err(format!("invalid --icount option '{part}': expected KEY=VALUE (keys: shift, sleep, align)")),
+                None => {
+                    return err(format!(
+                        "invalid --icount option '{part}': expected KEY=VALUE (keys: shift, sleep, align)"
+                    ));
+                }
             };
             match k {
                 "shift" => {
@@ -137,19 +158,31 @@ impl IcountConfig {
                         match v.parse::<u32>() {
                             Ok(n) if n <= MAX_ICOUNT_SHIFT => IcountShift::Fixed(n),
                             Ok(n) => {
-                                return err(format!("invalid --icount shift={n}: expected 0..={MAX_ICOUNT_SHIFT} or 'auto'"));
+                                return err(format!(
+                                    "invalid --icount shift={n}: expected 0..={MAX_ICOUNT_SHIFT} or 'auto'"
+                                ));
                             }
-                            Err(_) => return err(format!("invalid --icount shift='{v}': expected 0..={MAX_ICOUNT_SHIFT} or 'auto'")),
+                            Err(_) => {
+                                return err(format!(
+                                    "invalid --icount shift='{v}': expected 0..={MAX_ICOUNT_SHIFT} or 'auto'"
+                                ));
+                            }
                         }
                     })
                 }
                 "sleep" => sleep = on_off(k, v)?,
                 "align" => align = on_off(k, v)?,
-                _ => return err(format!("invalid --icount option '{k}': unknown key (expected shift, sleep or align)")),
+                _ => {
+                    return err(format!(
+                        "invalid --icount option '{k}': unknown key (expected shift, sleep or align)"
+                    ));
+                }
             }
         }
         let Some(shift) = shift else {
-            return err("invalid --icount: 'shift' is required (shift=N with N in 0..=10, or shift=auto)");
+            return err(
+                "invalid --icount: 'shift' is required (shift=N with N in 0..=10, or shift=auto)",
+            );
         };
         if align && !sleep {
             return err("invalid --icount: align=on and sleep=off are incompatible");
@@ -157,7 +190,11 @@ impl IcountConfig {
         if align && shift == IcountShift::Auto {
             return err("invalid --icount: shift=auto and align=on are incompatible");
         }
-        Ok(IcountConfig { shift, sleep, align })
+        Ok(IcountConfig {
+            shift,
+            sleep,
+            align,
+        })
     }
 }
 
@@ -186,7 +223,10 @@ impl MachineConfig {
             ));
         }
         if self.memory > 64 << 30 {
-            return err(format!("invalid --memory {}: at most 64G is supported", self.memory));
+            return err(format!(
+                "invalid --memory {}: at most 64G is supported",
+                self.memory
+            ));
         }
         if self.smp == 0 || self.smp > 64 {
             return err(format!("invalid --smp {}: expected 1..=64", self.smp));
@@ -226,10 +266,26 @@ mod tests {
     #[test]
     fn icount_options() {
         let c = IcountConfig::parse("shift=3,sleep=off").unwrap();
-        assert_eq!(c, IcountConfig { shift: IcountShift::Fixed(3), sleep: false, align: false });
-        assert_eq!(IcountConfig::parse("7").unwrap().shift, IcountShift::Fixed(7));
-        assert_eq!(IcountConfig::parse("shift=auto").unwrap().shift, IcountShift::Auto);
-        assert!(IcountConfig::parse("shift=0").unwrap().sleep, "sleep defaults to on (QEMU's code)");
+        assert_eq!(
+            c,
+            IcountConfig {
+                shift: IcountShift::Fixed(3),
+                sleep: false,
+                align: false
+            }
+        );
+        assert_eq!(
+            IcountConfig::parse("7").unwrap().shift,
+            IcountShift::Fixed(7)
+        );
+        assert_eq!(
+            IcountConfig::parse("shift=auto").unwrap().shift,
+            IcountShift::Auto
+        );
+        assert!(
+            IcountConfig::parse("shift=0").unwrap().sleep,
+            "sleep defaults to on (QEMU's code)"
+        );
         assert!(IcountConfig::parse("shift=11").is_err());
         assert!(IcountConfig::parse("shift=-1").is_err());
         assert!(IcountConfig::parse("shift=x").is_err());

@@ -36,15 +36,23 @@ impl HostFacts {
             })
             .unwrap_or_else(|| "unknown".into());
         let uts = nix::sys::utsname::uname().ok();
-        let kernel = uts.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-        let hostname = uts.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
+        let kernel = uts
+            .as_ref()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let hostname = uts
+            .as_ref()
+            .map(|u| u.nodename().to_string_lossy().into_owned())
+            .unwrap_or_default();
         let crate_versions = env!("VCPULAB_CRATE_VERSIONS")
             .split(',')
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         HostFacts {
-            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             cpu_model,
             kernel,
             hostname,

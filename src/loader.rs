@@ -9,9 +9,9 @@
 
 use std::path::Path;
 
+use object::Endianness;
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
-use object::Endianness;
 
 use crate::config::PARAM_BLOCK;
 use crate::memory::{RAM_BASE, Ram};
@@ -36,7 +36,9 @@ pub enum LoadError {
         what: String,
     },
     /// A segment does not fit in RAM.
-    #[error("kernel '{path}': segment at {addr:#x}..{end:#x} lies outside RAM ({ram_start:#x}..{ram_end:#x})")]
+    #[error(
+        "kernel '{path}': segment at {addr:#x}..{end:#x} lies outside RAM ({ram_start:#x}..{ram_end:#x})"
+    )]
     OutsideRam {
         /// The file.
         path: String,
@@ -73,15 +75,23 @@ pub const BUILTIN_NAME: &str = "<built-in compute guest>";
 
 /// Read and validate an ELF file, returning its bytes.
 pub fn read_kernel(path: &Path) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|err| LoadError::Read { path: path.display().to_string(), err })
+    std::fs::read(path).map_err(|err| LoadError::Read {
+        path: path.display().to_string(),
+        err,
+    })
 }
 
 /// Load the ELF image `data` (from `path`, for messages) into `ram`.
 pub fn load_elf(path: &Path, data: &[u8], ram: &Ram) -> Result<LoadedKernel, LoadError> {
     let p = path.display().to_string();
-    let fmt = |what: &str| LoadError::Format { path: p.clone(), what: what.to_string() };
+    let fmt = |what: &str| LoadError::Format {
+        path: p.clone(),
+        what: what.to_string(),
+    };
     if data.len() < 16 || &data[0..4] != b"\x7fELF" {
-        return Err(fmt("not an ELF file (bad magic); expected an ELF64 RISC-V executable"));
+        return Err(fmt(
+            "not an ELF file (bad magic); expected an ELF64 RISC-V executable",
+        ));
     }
     if data[4] != 2 {
         return Err(fmt("is a 32-bit ELF; expected ELF64 (RV64)"));
@@ -89,16 +99,26 @@ pub fn load_elf(path: &Path, data: &[u8], ram: &Ram) -> Result<LoadedKernel, Loa
     if data[5] != 1 {
         return Err(fmt("is big-endian; expected a little-endian RISC-V ELF"));
     }
-    let hdr = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| fmt(&format!("malformed ELF header: {e}")))?;
-    let endian = hdr.endian().map_err(|e| fmt(&format!("malformed ELF header: {e}")))?;
+    let hdr = elf::FileHeader64::<Endianness>::parse(data)
+        .map_err(|e| fmt(&format!("malformed ELF header: {e}")))?;
+    let endian = hdr
+        .endian()
+        .map_err(|e| fmt(&format!("malformed ELF header: {e}")))?;
     if hdr.e_machine(endian) != elf::EM_RISCV {
-        return Err(fmt(&format!("is for machine {} ; expected RISC-V (EM_RISCV = 243)", hdr.e_machine(endian))));
+        return Err(fmt(&format!(
+            "is for machine {} ; expected RISC-V (EM_RISCV = 243)",
+            hdr.e_machine(endian)
+        )));
     }
     let ty = hdr.e_type(endian);
     if ty != elf::ET_EXEC {
-        return Err(fmt(&format!("ELF type {ty} is not an executable (ET_EXEC)")));
+        return Err(fmt(&format!(
+            "ELF type {ty} is not an executable (ET_EXEC)"
+        )));
     }
-    let phdrs = hdr.program_headers(endian, data).map_err(|e| fmt(&format!("malformed program headers: {e}")))?;
+    let phdrs = hdr
+        .program_headers(endian, data)
+        .map_err(|e| fmt(&format!("malformed program headers: {e}")))?;
     let ram_end = RAM_BASE + ram.size();
     let mut low = u64::MAX;
     let mut high = 0;
@@ -109,13 +129,23 @@ pub fn load_elf(path: &Path, data: &[u8], ram: &Ram) -> Result<LoadedKernel, Loa
         }
         let addr = ph.p_paddr(endian);
         let memsz = ph.p_memsz(endian);
-        let bytes = ph.data(endian, data).map_err(|_| fmt("segment data lies outside the file"))?;
+        let bytes = ph
+            .data(endian, data)
+            .map_err(|_| fmt("segment data lies outside the file"))?;
         if bytes.len() as u64 > memsz {
             return Err(fmt("segment file size exceeds its memory size"));
         }
-        let end = addr.checked_add(memsz).ok_or_else(|| fmt("segment address overflows"))?;
+        let end = addr
+            .checked_add(memsz)
+            .ok_or_else(|| fmt("segment address overflows"))?;
         let Some(off) = ram.offset(addr, memsz) else {
-            return Err(LoadError::OutsideRam { path: p.clone(), addr, end, ram_start: RAM_BASE, ram_end });
+            return Err(LoadError::OutsideRam {
+                path: p.clone(),
+                addr,
+                end,
+                ram_start: RAM_BASE,
+                ram_end,
+            });
         };
         ram.write_bytes(off, bytes);
         low = low.min(addr);
@@ -125,7 +155,11 @@ pub fn load_elf(path: &Path, data: &[u8], ram: &Ram) -> Result<LoadedKernel, Loa
     if !any {
         return Err(fmt("has no loadable segments"));
     }
-    Ok(LoadedKernel { entry: hdr.e_entry(endian), low, high })
+    Ok(LoadedKernel {
+        entry: hdr.e_entry(endian),
+        low,
+        high,
+    })
 }
 
 /// Write the parameter block slots.

@@ -17,20 +17,20 @@ use std::sync::Arc;
 use crossbeam_utils::sync::Parker;
 
 use crate::bql::Bql;
+use crate::clock::ClockType;
 use crate::clock::{Clocks, IcountClock};
 use crate::config::{IcountShift, MachineConfig};
 use crate::cpu::CpuShared;
+use crate::devices::BusError;
 use crate::devices::clint::{CLINT_BASE, CLINT_SIZE, Clint};
 use crate::devices::finisher::{FINISHER_BASE, FINISHER_SIZE, Finisher};
 use crate::devices::plic::{PLIC_BASE, PLIC_SIZE, Plic};
 use crate::devices::rom::{ROM_BASE, ROM_SIZE, Rom};
 use crate::devices::uart::{Sink, UART_BASE, UART_IRQ, UART_SIZE, Uart};
-use crate::devices::BusError;
 use crate::loader::{self, LoadError, LoadedKernel};
 use crate::memory::{Bus, RAM_BASE, Ram};
 use crate::runstate::RunState;
 use crate::timer::TimerListGroup;
-use crate::clock::ClockType;
 
 /// Where QEMU places the device tree for a given RAM size (`riscv_load_fdt`):
 /// 2 MiB-aligned, just below the end of RAM (or 3 GiB). vcpulab passes the
@@ -79,15 +79,21 @@ impl Machine {
     pub fn new(config: MachineConfig, out: Sink) -> Result<(Arc<Machine>, Vec<Parker>), LoadError> {
         let (data, path) = match &config.kernel {
             Some(p) => (loader::read_kernel(p)?, p.clone()),
-            None => (loader::BUILTIN_KERNEL.to_vec(), std::path::PathBuf::from(loader::BUILTIN_NAME)),
+            None => (
+                loader::BUILTIN_KERNEL.to_vec(),
+                std::path::PathBuf::from(loader::BUILTIN_NAME),
+            ),
         };
         let ram = Ram::new(config.memory);
         let kernel = loader::load_elf(&path, &data, &ram)?;
         loader::write_params(&ram, &config.params)?;
 
         let parkers: Vec<Parker> = (0..config.smp).map(|_| Parker::new()).collect();
-        let cpus: Vec<Arc<CpuShared>> =
-            parkers.iter().enumerate().map(|(i, p)| Arc::new(CpuShared::new(i, p.unparker().clone()))).collect();
+        let cpus: Vec<Arc<CpuShared>> = parkers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Arc::new(CpuShared::new(i, p.unparker().clone())))
+            .collect();
         let run = Arc::new(RunState::new());
         let icount = config.icount.map(|c| {
             let shift = match c.shift {
@@ -102,10 +108,18 @@ impl Machine {
         });
         let timers = Arc::new(TimerListGroup::new());
 
-        let clint = Arc::new(Clint::new(cpus.clone(), clocks.clone(), timers.get(ClockType::Virtual)));
+        let clint = Arc::new(Clint::new(
+            cpus.clone(),
+            clocks.clone(),
+            timers.get(ClockType::Virtual),
+        ));
         let plic = Arc::new(Plic::new(cpus.clone()));
         let plic_for_uart = plic.clone();
-        let uart = Arc::new(Uart::new(out, Box::new(move |level| plic_for_uart.set_irq(UART_IRQ, level)), run.clone()));
+        let uart = Arc::new(Uart::new(
+            out,
+            Box::new(move |level| plic_for_uart.set_irq(UART_IRQ, level)),
+            run.clone(),
+        ));
         let kick_cpus = cpus.clone();
         let finisher = Arc::new(Finisher::new(
             run.clone(),
@@ -178,7 +192,10 @@ impl Machine {
 
     /// Total instructions retired so far (as published by the vCPUs).
     pub fn instructions(&self) -> u64 {
-        self.cpus.iter().map(|c| c.instret.load(std::sync::atomic::Ordering::Relaxed)).sum()
+        self.cpus
+            .iter()
+            .map(|c| c.instret.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 }
 

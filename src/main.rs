@@ -11,7 +11,11 @@ use vcpulab::iothread::IoTimerMode;
 use vcpulab::run::{RunConfig, RunError, run};
 
 #[derive(Parser)]
-#[command(name = "vcpulab", version, about = "A laboratory for emulator architecture: RISC-V vCPU threads, the BQL, the iothread and icount, measured against QEMU")]
+#[command(
+    name = "vcpulab",
+    version,
+    about = "A laboratory for emulator architecture: RISC-V vCPU threads, the BQL, the iothread and icount, measured against QEMU"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -66,7 +70,16 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { kernel, memory, smp, timeout, stats, params, icount, iothread_timer } => {
+        Cmd::Run {
+            kernel,
+            memory,
+            smp,
+            timeout,
+            stats,
+            params,
+            icount,
+            iothread_timer,
+        } => {
             let memory = match parse_size(&memory) {
                 Ok(m) => m,
                 Err(e) => return fail(format!("--memory: {e}")),
@@ -84,10 +97,20 @@ fn main() -> ExitCode {
             };
             let timeout = match timeout {
                 Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-                Some(t) => return fail(format!("invalid --timeout {t}: expected a positive number of seconds")),
+                Some(t) => {
+                    return fail(format!(
+                        "invalid --timeout {t}: expected a positive number of seconds"
+                    ));
+                }
                 None => None,
             };
-            let machine = MachineConfig { kernel, memory, smp, params: ps, icount };
+            let machine = MachineConfig {
+                kernel,
+                memory,
+                smp,
+                params: ps,
+                icount,
+            };
             if let Err(e) = machine.validate() {
                 return fail(e);
             }
@@ -104,8 +127,11 @@ fn main() -> ExitCode {
             match run(&cfg, out) {
                 Ok(report) => {
                     if report.exit.reason == vcpulab::runstate::ExitReason::Timeout {
-                        let pcs: Vec<String> =
-                            report.vcpus.iter().map(|v| format!("hart {} at pc {:#x}", v.hart, v.pc)).collect();
+                        let pcs: Vec<String> = report
+                            .vcpus
+                            .iter()
+                            .map(|v| format!("hart {} at pc {:#x}", v.hart, v.pc))
+                            .collect();
                         eprintln!(
                             "vcpulab: timeout after {:.3} s: the guest executed {} instructions ({})",
                             report.wall_ns as f64 / 1e9,

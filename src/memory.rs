@@ -50,7 +50,12 @@ impl Ram {
         assert!(size % (1 << PAGE_SHIFT) == 0 && size > 0);
         let words = (0..size / 8).map(|_| AtomicU64::new(0)).collect();
         let code_pages = (0..size >> PAGE_SHIFT).map(|_| AtomicU8::new(0)).collect();
-        Ram { words, size, code_pages, code_gen: AtomicU64::new(0) }
+        Ram {
+            words,
+            size,
+            code_pages,
+            code_gen: AtomicU64::new(0),
+        }
     }
 
     /// Size in bytes.
@@ -63,7 +68,11 @@ impl Ram {
     #[inline(always)]
     pub fn offset(&self, addr: u64, len: u64) -> Option<u64> {
         let off = addr.wrapping_sub(RAM_BASE);
-        if off < self.size && off + len <= self.size { Some(off) } else { None }
+        if off < self.size && off + len <= self.size {
+            Some(off)
+        } else {
+            None
+        }
     }
 
     /// Load `len` (1, 2, 4, 8) bytes at offset `off`, zero-extended.
@@ -73,12 +82,20 @@ impl Ram {
         let w = self.words[(off >> 3) as usize].load(Ordering::Relaxed);
         if (off & 7) + len <= 8 {
             let v = w >> sh;
-            if len == 8 { v } else { v & ((1u64 << (len * 8)) - 1) }
+            if len == 8 {
+                v
+            } else {
+                v & ((1u64 << (len * 8)) - 1)
+            }
         } else {
             // Crosses into the next word.
             let w2 = self.words[(off >> 3) as usize + 1].load(Ordering::Relaxed);
             let v = (w >> sh) | (w2 << (64 - sh));
-            if len == 8 { v } else { v & ((1u64 << (len * 8)) - 1) }
+            if len == 8 {
+                v
+            } else {
+                v & ((1u64 << (len * 8)) - 1)
+            }
         }
     }
 
@@ -108,7 +125,9 @@ impl Ram {
         let bits = (val << (byte * 8)) & mask;
         // Relaxed: guest plain stores carry no ordering of their own; the CAS
         // only guarantees that the other bytes of the word are not lost.
-        let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| Some((old & !mask) | bits));
+        let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some((old & !mask) | bits)
+        });
     }
 
     #[inline(always)]
@@ -153,7 +172,8 @@ impl Ram {
         let word = &self.words[(off >> 3) as usize];
         let old = if len == 8 {
             // AcqRel: guest AMOs are the synchronisation points of racy guests.
-            word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| Some(f(o))).unwrap()
+            word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| Some(f(o)))
+                .unwrap()
         } else {
             let sh = (off & 7) * 8;
             let mask = 0xffff_ffffu64 << sh;
@@ -174,7 +194,8 @@ impl Ram {
     pub fn cas(&self, off: u64, len: u64, expected: u64, new: u64) -> (bool, bool) {
         let word = &self.words[(off >> 3) as usize];
         let ok = if len == 8 {
-            word.compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            word.compare_exchange(expected, new, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
         } else {
             let sh = (off & 7) * 8;
             let mask = 0xffff_ffffu64 << sh;
@@ -200,7 +221,9 @@ impl Ram {
 
     /// Read `len` bytes at offset `off` (tests and dumps).
     pub fn read_bytes(&self, off: u64, len: usize) -> Vec<u8> {
-        (0..len).map(|i| self.load(off + i as u64, 1) as u8).collect()
+        (0..len)
+            .map(|i| self.load(off + i as u64, 1) as u8)
+            .collect()
     }
 
     /// Read an aligned 32-bit instruction word at offset `off`.
@@ -241,9 +264,18 @@ impl Bus {
     /// construction bug, not a guest error).
     pub fn map(&mut self, name: &'static str, base: u64, size: u64, dev: Arc<dyn MmioDevice>) {
         for r in &self.regions {
-            assert!(base + size <= r.base || r.base + r.size <= base, "bus overlap: {name} and {}", r.name);
+            assert!(
+                base + size <= r.base || r.base + r.size <= base,
+                "bus overlap: {name} and {}",
+                r.name
+            );
         }
-        self.regions.push(Region { name, base, size, dev });
+        self.regions.push(Region {
+            name,
+            base,
+            size,
+            dev,
+        });
         self.regions.sort_by_key(|r| r.base);
     }
 
@@ -274,7 +306,11 @@ mod tests {
                 let val = 0x0123_4567_89ab_cdefu64.wrapping_mul(off + len);
                 ram.write_bytes(0, &[0xee; 64]);
                 ram.store(off, len, val);
-                let mask = if len == 8 { u64::MAX } else { (1 << (len * 8)) - 1 };
+                let mask = if len == 8 {
+                    u64::MAX
+                } else {
+                    (1 << (len * 8)) - 1
+                };
                 assert_eq!(ram.load(off, len), val & mask, "off {off} len {len}");
                 // Neighbouring bytes untouched.
                 if off > 0 {

@@ -89,12 +89,14 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
     for (i, parker) in parkers.into_iter().enumerate() {
         let m2 = m.clone();
         let tx = done_tx.clone();
-        let j = std::thread::Builder::new().name(format!("vcpu-{i}")).spawn(move || {
-            let s = vcpu_thread_fn(m2.clone(), i, parker);
-            // A vCPU that ends makes the whole machine end (shutdown was
-            // requested, or the thread panicked: then it is a host bug).
-            let _ = tx.send(s);
-        })?;
+        let j = std::thread::Builder::new()
+            .name(format!("vcpu-{i}"))
+            .spawn(move || {
+                let s = vcpu_thread_fn(m2.clone(), i, parker);
+                // A vCPU that ends makes the whole machine end (shutdown was
+                // requested, or the thread panicked: then it is a host bug).
+                let _ = tx.send(s);
+            })?;
         joins.push(j);
     }
     drop(done_tx);
@@ -113,13 +115,20 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
                 remaining -= 1;
                 if !m.run.shutdown_requested() {
                     // Only a shutdown ends a vCPU normally.
-                    m.run.request_shutdown(ExitStatus { reason: ExitReason::Quit, code: 1 });
+                    m.run.request_shutdown(ExitStatus {
+                        reason: ExitReason::Quit,
+                        code: 1,
+                    });
                     m.kick_all();
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                if cfg.timeout.is_some_and(|t| start.elapsed() >= t) && !m.run.shutdown_requested() {
-                    m.run.request_shutdown(ExitStatus { reason: ExitReason::Timeout, code: 124 });
+                if cfg.timeout.is_some_and(|t| start.elapsed() >= t) && !m.run.shutdown_requested()
+                {
+                    m.run.request_shutdown(ExitStatus {
+                        reason: ExitReason::Timeout,
+                        code: 124,
+                    });
                     m.kick_all();
                 }
             }
@@ -133,10 +142,22 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
     let io_stats = io.stop();
     m.uart.flush();
 
-    let vcpus: Vec<VcpuStats> = stats.into_iter().enumerate().map(|(i, s)| s.unwrap_or(VcpuStats { hart: i, ..Default::default() })).collect();
+    let vcpus: Vec<VcpuStats> = stats
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.unwrap_or(VcpuStats {
+                hart: i,
+                ..Default::default()
+            })
+        })
+        .collect();
     let per_vcpu: Vec<u64> = vcpus.iter().map(|s| s.instructions).collect();
     let total: u64 = per_vcpu.iter().sum();
-    let exit = m.run.exit_status().unwrap_or(ExitStatus { reason: ExitReason::Quit, code: 1 });
+    let exit = m.run.exit_status().unwrap_or(ExitStatus {
+        reason: ExitReason::Quit,
+        code: 1,
+    });
     let report = RunReport {
         schema: 1,
         exit,

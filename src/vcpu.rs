@@ -59,7 +59,10 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
     let shared = m.cpus[hart].clone();
     let mut h = Hart::new(shared.clone(), m.clone());
     let mut reset_gen = m.run.reset_gen();
-    let mut stats = VcpuStats { hart, ..Default::default() };
+    let mut stats = VcpuStats {
+        hart,
+        ..Default::default()
+    };
     let icount_cfg = m.config.icount;
     let mut halted = false;
     loop {
@@ -87,7 +90,11 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
             }
         }
         h.check_interrupts();
-        let limit = if icount_cfg.is_some() { icount_budget(&m) } else { u64::MAX };
+        let limit = if icount_cfg.is_some() {
+            icount_budget(&m)
+        } else {
+            u64::MAX
+        };
         let exit = h.execute(limit);
         h.sync_icount(0);
         shared.instret.store(h.retired, Ordering::Relaxed);
@@ -127,14 +134,24 @@ fn run_virtual_timers_if_due(m: &Machine) -> usize {
 /// means `INT32_MAX`; then `icount_round`.
 pub fn icount_budget(m: &Machine) -> u64 {
     let ic = m.icount.as_ref().expect("icount");
-    let vd = m.timers.get(ClockType::Virtual).deadline_ns(m.clocks.get_ns(ClockType::Virtual));
-    let rd = m.timers.get(ClockType::Realtime).deadline_ns(m.clocks.get_ns(ClockType::Realtime));
+    let vd = m
+        .timers
+        .get(ClockType::Virtual)
+        .deadline_ns(m.clocks.get_ns(ClockType::Virtual));
+    let rd = m
+        .timers
+        .get(ClockType::Realtime)
+        .deadline_ns(m.clocks.get_ns(ClockType::Realtime));
     let d = match (vd, rd) {
         (-1, r) => r,
         (v, -1) => v,
         (v, r) => v.min(r),
     };
-    let d = if !(0..=i32::MAX as i64).contains(&d) { i32::MAX as i64 } else { d };
+    let d = if !(0..=i32::MAX as i64).contains(&d) {
+        i32::MAX as i64
+    } else {
+        d
+    };
     ic.round(d) as u64
 }
 

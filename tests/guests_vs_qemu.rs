@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{guest, qemu, run_qemu, run_vcpulab, RunOut};
+use common::{RunOut, guest, qemu, run_qemu, run_vcpulab};
 use std::time::Duration;
 
 const QEMU_LIMIT: Duration = Duration::from_secs(30);
@@ -29,10 +29,22 @@ fn describe(who: &str, out: &RunOut) -> String {
 fn compare(name: &str, params: &[(usize, u64)]) -> Option<String> {
     let qemu = qemu()?;
     let elf = guest(name);
-    assert!(elf.is_file(), "missing guest ELF {} (run `make -C guests`)", elf.display());
+    assert!(
+        elf.is_file(),
+        "missing guest ELF {} (run `make -C guests`)",
+        elf.display()
+    );
     let q = run_qemu(&qemu, &elf, &[], params, QEMU_LIMIT);
-    assert!(!q.timed_out, "QEMU timed out on {name} {params:?}\n{}", describe("qemu", &q));
-    assert!(!q.stdout.is_empty(), "QEMU printed nothing for {name} {params:?}\n{}", describe("qemu", &q));
+    assert!(
+        !q.timed_out,
+        "QEMU timed out on {name} {params:?}\n{}",
+        describe("qemu", &q)
+    );
+    assert!(
+        !q.stdout.is_empty(),
+        "QEMU printed nothing for {name} {params:?}\n{}",
+        describe("qemu", &q)
+    );
     let v = run_vcpulab(&elf, &[], params, VCPULAB_LIMIT);
     assert!(
         !v.timed_out,
@@ -48,7 +60,8 @@ fn compare(name: &str, params: &[(usize, u64)]) -> Option<String> {
         String::from_utf8_lossy(&v.stderr)
     );
     assert_eq!(
-        q.code, v.code,
+        q.code,
+        v.code,
         "exit status differs for {name} {params:?}\n{}\n{}",
         describe("qemu", &q),
         describe("vcpulab", &v)
@@ -75,7 +88,10 @@ fn trap_tour() {
 fn compute() {
     for iters in [1u64, 1000, 100_000] {
         if let Some(out) = compare("compute", &[(0, iters)]) {
-            assert!(out.starts_with(&format!("compute iters={iters} checksum=0x")), "{out}");
+            assert!(
+                out.starts_with(&format!("compute iters={iters} checksum=0x")),
+                "{out}"
+            );
         }
     }
 }
@@ -97,7 +113,10 @@ fn timer_irq() {
         let params: Vec<(usize, u64)> = params.into_iter().filter(|&(_, v)| v != 0).collect();
         if let Some(out) = compare("timer_irq", &params) {
             let n = if iters == 0 { 5 } else { iters };
-            assert!(out.starts_with(&format!("timer interrupts: {n}\n")), "{out}");
+            assert!(
+                out.starts_with(&format!("timer interrupts: {n}\n")),
+                "{out}"
+            );
         }
     }
 }
@@ -116,7 +135,10 @@ fn wfi_wake() {
 #[test]
 fn smc() {
     if let Some(out) = compare("smc", &[]) {
-        assert!(out.contains("after sw + fence.i smc_fn(10) = 12\n"), "{out}");
+        assert!(
+            out.contains("after sw + fence.i smc_fn(10) = 12\n"),
+            "{out}"
+        );
     }
 }
 
@@ -133,8 +155,17 @@ fn exit_code() {
 /// (Needs no QEMU.)
 #[test]
 fn spin_times_out_with_124() {
-    let v = run_vcpulab(&guest("spin"), &["--timeout", "1"], &[], Duration::from_secs(30));
-    assert!(!v.timed_out, "vcpulab ignored --timeout 1\n{}", describe("vcpulab", &v));
+    let v = run_vcpulab(
+        &guest("spin"),
+        &["--timeout", "1"],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert!(
+        !v.timed_out,
+        "vcpulab ignored --timeout 1\n{}",
+        describe("vcpulab", &v)
+    );
     assert_eq!(v.code, Some(124), "{}", describe("vcpulab", &v));
     assert_eq!(v.text(), "spinning\n");
 }

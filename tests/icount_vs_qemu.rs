@@ -18,7 +18,11 @@ const VCPULAB_LIMIT: Duration = Duration::from_secs(60);
 fn check(name: &str, param_sets: &[&[(usize, u64)]]) {
     let Some(qemu) = qemu() else { return };
     let elf = guest(name);
-    assert!(elf.is_file(), "missing guest ELF {} (run `make -C guests`)", elf.display());
+    assert!(
+        elf.is_file(),
+        "missing guest ELF {} (run `make -C guests`)",
+        elf.display()
+    );
     let mut failures = Vec::new();
     for &params in param_sets {
         for shift in SHIFTS {

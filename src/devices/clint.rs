@@ -61,13 +61,25 @@ impl Clint {
             })
             .collect();
         let n = cpus.len();
-        let clint = Clint { cpus, clocks, timers, state: Mutex::new(State { timecmp: vec![0; n], time_delta: 0 }) };
+        let clint = Clint {
+            cpus,
+            clocks,
+            timers,
+            state: Mutex::new(State {
+                timecmp: vec![0; n],
+                time_delta: 0,
+            }),
+        };
         clint.reset();
         clint
     }
 
     fn rtc_raw(&self) -> u64 {
-        muldiv64(self.clocks.get_ns(ClockType::Virtual).max(0) as u64, TIMEBASE_HZ, NS_PER_SEC)
+        muldiv64(
+            self.clocks.get_ns(ClockType::Virtual).max(0) as u64,
+            TIMEBASE_HZ,
+            NS_PER_SEC,
+        )
     }
 
     /// The current `mtime` (what `rdtime` returns).
@@ -151,7 +163,9 @@ impl MmioDevice for Clint {
             let hart = ((offset - MTIMECMP_BASE) >> 3) as usize;
             let old = st.timecmp[hart];
             match (offset & 7, size) {
-                (0, 4) => self.write_timecmp(&mut st, hart, (old & !0xffff_ffff) | (value & 0xffff_ffff)),
+                (0, 4) => {
+                    self.write_timecmp(&mut st, hart, (old & !0xffff_ffff) | (value & 0xffff_ffff))
+                }
                 (0, _) => self.write_timecmp(&mut st, hart, value),
                 (4, 4) => self.write_timecmp(&mut st, hart, (value << 32) | (old & 0xffff_ffff)),
                 _ => {}

@@ -47,7 +47,10 @@ impl MmioDevice for Finisher {
                 reason: ExitReason::FinisherFail,
                 code: code & 0xff,
             }),
-            0x5555 => self.run.request_shutdown(ExitStatus { reason: ExitReason::FinisherPass, code: 0 }),
+            0x5555 => self.run.request_shutdown(ExitStatus {
+                reason: ExitReason::FinisherPass,
+                code: 0,
+            }),
             0x7777 => self.run.request_reset(),
             _ => return Ok(()),
         }

@@ -47,5 +47,9 @@ pub trait MmioDevice: Send + Sync {
 /// Check an access size against `[min, max]` (QEMU's `.valid` sizes).
 #[inline]
 pub fn check_size(size: u64, min: u64, max: u64) -> Result<(), BusError> {
-    if size >= min && size <= max { Ok(()) } else { Err(BusError::Invalid) }
+    if size >= min && size <= max {
+        Ok(())
+    } else {
+        Err(BusError::Invalid)
+    }
 }

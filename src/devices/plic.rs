@@ -106,13 +106,23 @@ impl MmioDevice for Plic {
         let mut st = self.state.lock();
         let ctxs = st.threshold.len() as u64;
         let v = if offset < PENDING_BASE {
-            st.priority.get((offset >> 2) as usize).copied().unwrap_or(0)
+            st.priority
+                .get((offset >> 2) as usize)
+                .copied()
+                .unwrap_or(0)
         } else if offset < ENABLE_BASE {
-            st.pending.get(((offset - PENDING_BASE) >> 2) as usize).copied().unwrap_or(0)
+            st.pending
+                .get(((offset - PENDING_BASE) >> 2) as usize)
+                .copied()
+                .unwrap_or(0)
         } else if offset < CONTEXT_BASE {
             let ctx = (offset - ENABLE_BASE) / ENABLE_STRIDE;
             let word = ((offset - ENABLE_BASE) % ENABLE_STRIDE) >> 2;
-            if ctx < ctxs && (word as usize) < WORDS { st.enable[ctx as usize][word as usize] } else { 0 }
+            if ctx < ctxs && (word as usize) < WORDS {
+                st.enable[ctx as usize][word as usize]
+            } else {
+                0
+            }
         } else {
             let ctx = (offset - CONTEXT_BASE) / CONTEXT_STRIDE;
             let reg = (offset - CONTEXT_BASE) % CONTEXT_STRIDE;

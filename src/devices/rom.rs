@@ -46,7 +46,14 @@ impl Rom {
         for w in words {
             bytes.extend_from_slice(&w.to_le_bytes());
         }
-        for v in [FW_DYNAMIC_INFO_MAGIC, FW_DYNAMIC_INFO_VERSION, entry, FW_DYNAMIC_INFO_NEXT_MODE_S, 0, 0] {
+        for v in [
+            FW_DYNAMIC_INFO_MAGIC,
+            FW_DYNAMIC_INFO_VERSION,
+            entry,
+            FW_DYNAMIC_INFO_NEXT_MODE_S,
+            0,
+            0,
+        ] {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
         bytes.resize(ROM_SIZE as usize, 0);
@@ -59,7 +66,10 @@ impl MmioDevice for Rom {
         check_size(size, 1, 8)?;
         let mut v = 0u64;
         for i in 0..size {
-            let b = *self.bytes.get((offset + i) as usize).ok_or(BusError::Invalid)?;
+            let b = *self
+                .bytes
+                .get((offset + i) as usize)
+                .ok_or(BusError::Invalid)?;
             v |= (b as u64) << (8 * i);
         }
         Ok(v)

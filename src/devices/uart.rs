@@ -92,7 +92,13 @@ impl Uart {
     /// A UART writing to `out`, driving its interrupt line through `irq`.
     /// Output stops once `run` records a shutdown (QEMU exits at once).
     pub fn new(out: Sink, irq: Box<dyn Fn(bool) + Send + Sync>, run: Arc<RunState>) -> Uart {
-        Uart { regs: Mutex::new(Regs::power_on()), out: Mutex::new(out), irq, run, tx_bytes: Default::default() }
+        Uart {
+            regs: Mutex::new(Regs::power_on()),
+            out: Mutex::new(out),
+            irq,
+            run,
+            tx_bytes: Default::default(),
+        }
     }
 
     /// Queue received bytes (from the host).
@@ -128,7 +134,8 @@ impl Uart {
         if self.run.shutdown_requested() {
             return;
         }
-        self.tx_bytes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tx_bytes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut out = self.out.lock();
         let _ = out.write_all(&[b]);
         if b == b'\n' {
@@ -277,7 +284,10 @@ mod tests {
         assert_eq!(u.read(0, 1).unwrap(), b'x' as u64);
         assert_eq!(u.read(5, 1).unwrap() & 1, 0);
         // No output after shutdown.
-        run.request_shutdown(crate::runstate::ExitStatus { reason: crate::runstate::ExitReason::FinisherPass, code: 0 });
+        run.request_shutdown(crate::runstate::ExitStatus {
+            reason: crate::runstate::ExitReason::FinisherPass,
+            code: 0,
+        });
         u.write(0, 1, b'z' as u64).unwrap();
         assert_eq!(&*buf.lock(), b"hi");
     }

@@ -37,7 +37,10 @@ fn imm_s(w: u32) -> i64 {
 
 #[inline]
 fn imm_b(w: u32) -> i64 {
-    let imm = ((w >> 31) & 1) << 12 | ((w >> 7) & 1) << 11 | ((w >> 25) & 0x3f) << 5 | ((w >> 8) & 0xf) << 1;
+    let imm = ((w >> 31) & 1) << 12
+        | ((w >> 7) & 1) << 11
+        | ((w >> 25) & 0x3f) << 5
+        | ((w >> 8) & 0xf) << 1;
     ((imm << 19) as i32 >> 19) as i64
 }
 
@@ -48,20 +51,41 @@ fn imm_u(w: u32) -> i64 {
 
 #[inline]
 fn imm_j(w: u32) -> i64 {
-    let imm = ((w >> 31) & 1) << 20 | ((w >> 12) & 0xff) << 12 | ((w >> 20) & 1) << 11 | ((w >> 21) & 0x3ff) << 1;
+    let imm = ((w >> 31) & 1) << 20
+        | ((w >> 12) & 0xff) << 12
+        | ((w >> 20) & 1) << 11
+        | ((w >> 21) & 0x3ff) << 1;
     ((imm << 11) as i32 >> 11) as i64
 }
 
 /// The illegal instruction (raises cause 2 when executed; `imm` holds the raw
 /// word, which becomes mtval).
-pub const ILLEGAL: Insn = Insn { op: Op::Illegal, rd: SINK, rs1: 0, rs2: 0, imm: 0 };
+pub const ILLEGAL: Insn = Insn {
+    op: Op::Illegal,
+    rd: SINK,
+    rs1: 0,
+    rs2: 0,
+    imm: 0,
+};
 
 fn r(op: Op, w: u32) -> Insn {
-    Insn { op, rd: rd_of(w), rs1: rs1_of(w), rs2: rs2_of(w), imm: 0 }
+    Insn {
+        op,
+        rd: rd_of(w),
+        rs1: rs1_of(w),
+        rs2: rs2_of(w),
+        imm: 0,
+    }
 }
 
 fn i(op: Op, w: u32, imm: i64) -> Insn {
-    Insn { op, rd: rd_of(w), rs1: rs1_of(w), rs2: 0, imm }
+    Insn {
+        op,
+        rd: rd_of(w),
+        rs1: rs1_of(w),
+        rs2: 0,
+        imm,
+    }
 }
 
 /// Decode one instruction word.
@@ -69,7 +93,10 @@ pub fn decode(w: u32) -> Insn {
     let insn = decode_inner(w);
     if insn.op == Op::Illegal {
         // The raw word travels with it: QEMU reports it in mtval.
-        return Insn { imm: w as i64, ..ILLEGAL };
+        return Insn {
+            imm: w as i64,
+            ..ILLEGAL
+        };
     }
     insn
 }
@@ -83,9 +110,27 @@ fn decode_inner(w: u32) -> Insn {
     let f3 = (w >> 12) & 7;
     let f7 = w >> 25;
     match opcode {
-        0x37 => Insn { op: Op::Lui, rd: rd_of(w), rs1: 0, rs2: 0, imm: imm_u(w) },
-        0x17 => Insn { op: Op::Auipc, rd: rd_of(w), rs1: 0, rs2: 0, imm: imm_u(w) },
-        0x6f => Insn { op: Op::Jal, rd: rd_of(w), rs1: 0, rs2: 0, imm: imm_j(w) },
+        0x37 => Insn {
+            op: Op::Lui,
+            rd: rd_of(w),
+            rs1: 0,
+            rs2: 0,
+            imm: imm_u(w),
+        },
+        0x17 => Insn {
+            op: Op::Auipc,
+            rd: rd_of(w),
+            rs1: 0,
+            rs2: 0,
+            imm: imm_u(w),
+        },
+        0x6f => Insn {
+            op: Op::Jal,
+            rd: rd_of(w),
+            rs1: 0,
+            rs2: 0,
+            imm: imm_j(w),
+        },
         0x67 if f3 == 0 => i(Op::Jalr, w, imm_i(w)),
         0x63 => {
             let op = match f3 {
@@ -97,7 +142,13 @@ fn decode_inner(w: u32) -> Insn {
                 7 => Op::Bgeu,
                 _ => return ILLEGAL,
             };
-            Insn { op, rd: SINK, rs1: rs1_of(w), rs2: rs2_of(w), imm: imm_b(w) }
+            Insn {
+                op,
+                rd: SINK,
+                rs1: rs1_of(w),
+                rs2: rs2_of(w),
+                imm: imm_b(w),
+            }
         }
         0x03 => {
             let op = match f3 {
@@ -120,7 +171,13 @@ fn decode_inner(w: u32) -> Insn {
                 3 => Op::Sd,
                 _ => return ILLEGAL,
             };
-            Insn { op, rd: SINK, rs1: rs1_of(w), rs2: rs2_of(w), imm: imm_s(w) }
+            Insn {
+                op,
+                rd: SINK,
+                rs1: rs1_of(w),
+                rs2: rs2_of(w),
+                imm: imm_s(w),
+            }
         }
         0x13 => {
             let imm = imm_i(w);
@@ -190,8 +247,20 @@ fn decode_inner(w: u32) -> Insn {
             r(op, w)
         }
         0x0f => match f3 {
-            0 => Insn { op: Op::Fence, rd: SINK, rs1: 0, rs2: 0, imm: 0 },
-            1 => Insn { op: Op::FenceI, rd: SINK, rs1: 0, rs2: 0, imm: 0 },
+            0 => Insn {
+                op: Op::Fence,
+                rd: SINK,
+                rs1: 0,
+                rs2: 0,
+                imm: 0,
+            },
+            1 => Insn {
+                op: Op::FenceI,
+                rd: SINK,
+                rs1: 0,
+                rs2: 0,
+                imm: 0,
+            },
             _ => ILLEGAL,
         },
         0x2f => {
@@ -202,8 +271,20 @@ fn decode_inner(w: u32) -> Insn {
             };
             let f5 = w >> 27;
             match f5 {
-                0x02 if rs2_of(w) == 0 => Insn { op: Op::Lr, rd: rd_of(w), rs1: rs1_of(w), rs2: 0, imm: width },
-                0x03 => Insn { op: Op::Sc, rd: rd_of(w), rs1: rs1_of(w), rs2: rs2_of(w), imm: width },
+                0x02 if rs2_of(w) == 0 => Insn {
+                    op: Op::Lr,
+                    rd: rd_of(w),
+                    rs1: rs1_of(w),
+                    rs2: 0,
+                    imm: width,
+                },
+                0x03 => Insn {
+                    op: Op::Sc,
+                    rd: rd_of(w),
+                    rs1: rs1_of(w),
+                    rs2: rs2_of(w),
+                    imm: width,
+                },
                 _ => match AmoOp::from_funct5(f5) {
                     Some(a) => Insn {
                         op: Op::Amo,
@@ -219,15 +300,33 @@ fn decode_inner(w: u32) -> Insn {
         0x73 => {
             if f3 == 0 {
                 return match w {
-                    0x0000_0073 => Insn { op: Op::Ecall, ..ILLEGAL },
-                    0x0010_0073 => Insn { op: Op::Ebreak, ..ILLEGAL },
-                    0x3020_0073 => Insn { op: Op::Mret, ..ILLEGAL },
-                    0x1050_0073 => Insn { op: Op::Wfi, ..ILLEGAL },
+                    0x0000_0073 => Insn {
+                        op: Op::Ecall,
+                        ..ILLEGAL
+                    },
+                    0x0010_0073 => Insn {
+                        op: Op::Ebreak,
+                        ..ILLEGAL
+                    },
+                    0x3020_0073 => Insn {
+                        op: Op::Mret,
+                        ..ILLEGAL
+                    },
+                    0x1050_0073 => Insn {
+                        op: Op::Wfi,
+                        ..ILLEGAL
+                    },
                     _ => ILLEGAL,
                 };
             }
             match CsrOp::from_funct3(f3) {
-                Some(k) => Insn { op: Op::Csr, rd: rd_of(w), rs1: rs1_of(w), rs2: k as u8, imm: (w >> 20) as i64 },
+                Some(k) => Insn {
+                    op: Op::Csr,
+                    rd: rd_of(w),
+                    rs1: rs1_of(w),
+                    rs2: k as u8,
+                    imm: (w >> 20) as i64,
+                },
                 None => ILLEGAL,
             }
         }
@@ -293,9 +392,22 @@ mod tests {
     fn amo_and_csr_fields() {
         // amoswap.d a0, a1, (a2) : 0x08b6352f
         let d = decode(0x08b6_352f);
-        assert_eq!((d.op, d.rd, d.rs1, d.rs2, d.imm & 0xff, AmoOp::from_u8((d.imm >> 8) as u8)), (Op::Amo, 10, 12, 11, 8, AmoOp::Swap));
+        assert_eq!(
+            (
+                d.op,
+                d.rd,
+                d.rs1,
+                d.rs2,
+                d.imm & 0xff,
+                AmoOp::from_u8((d.imm >> 8) as u8)
+            ),
+            (Op::Amo, 10, 12, 11, 8, AmoOp::Swap)
+        );
         // csrrw a0, mscratch, a1 : 0x34059573
         let d = decode(0x3405_9573);
-        assert_eq!((d.op, d.rd, d.rs1, d.rs2, d.imm), (Op::Csr, 10, 11, CsrOp::Rw as u8, 0x340));
+        assert_eq!(
+            (d.op, d.rd, d.rs1, d.rs2, d.imm),
+            (Op::Csr, 10, 11, CsrOp::Rw as u8, 0x340)
+        );
     }
 }

@@ -113,7 +113,11 @@ pub struct Hart {
     pub m: Arc<Machine>,
     /// Instructions retired by this hart (QEMU icount rules).
     pub retired: u64,
-    /// Part of `retired` already added to the machine's icount clock.
+    /// Instructions QEMU 7.2 counts without executing them (the tail of a
+    /// TB that holds a `wfi`; see `tb::qemu_wfi_tail`): part of icount, not
+    /// of `retired`.
+    pub icount_bonus: u64,
+    /// Part of `retired + icount_bonus` already added to the icount clock.
     published: u64,
     /// MMIO accesses made (for the run report).
     pub mmio_accesses: u64,
@@ -146,6 +150,7 @@ impl Hart {
             shared,
             m,
             retired: 0,
+            icount_bonus: 0,
             published: 0,
             mmio_accesses: 0,
             traps: 0,
@@ -171,7 +176,7 @@ impl Hart {
     #[inline]
     pub fn sync_icount(&mut self, extra: u64) {
         if let Some(ic) = &self.m.icount {
-            let now = self.retired + extra;
+            let now = self.retired + self.icount_bonus + extra;
             if now > self.published {
                 ic.add_executed((now - self.published) as i64);
                 self.published = now;
@@ -290,7 +295,11 @@ impl Hart {
                             i
                         }
                         Err(_) => {
-                            let c = if pc & 3 != 0 { cause::INSN_MISALIGNED } else { cause::INSN_ACCESS };
+                            let c = if pc & 3 != 0 {
+                                cause::INSN_MISALIGNED
+                            } else {
+                                cause::INSN_ACCESS
+                            };
                             self.trap(c, pc, pc);
                             prev = None;
                             continue;
@@ -306,7 +315,11 @@ impl Hart {
                     // Chain slot: 0 when the TB fell through or jumped to the
                     // same place as last time, else 1.
                     let tb = self.tbc.tb(idx);
-                    let slot = if tb.chain[0].get().0 == self.st.pc || tb.chain[0].get().1 == 0 { 0 } else { 1 };
+                    let slot = if tb.chain[0].get().0 == self.st.pc || tb.chain[0].get().1 == 0 {
+                        0
+                    } else {
+                        1
+                    };
                     prev = Some((idx, slot));
                 }
                 Step::Io => return Exit::Io,
@@ -388,7 +401,9 @@ impl Hart {
                 Op::Sraw => x[rd] = ((rs1 as i32) >> (rs2 & 31)) as i64 as u64,
                 Op::Mul => x[rd] = rs1.wrapping_mul(rs2),
                 Op::Mulh => x[rd] = ((rs1 as i64 as i128 * rs2 as i64 as i128) >> 64) as u64,
-                Op::Mulhsu => x[rd] = ((rs1 as i64 as i128).wrapping_mul(rs2 as u128 as i128) >> 64) as u64,
+                Op::Mulhsu => {
+                    x[rd] = ((rs1 as i64 as i128).wrapping_mul(rs2 as u128 as i128) >> 64) as u64
+                }
                 Op::Mulhu => x[rd] = ((rs1 as u128 * rs2 as u128) >> 64) as u64,
                 Op::Div => {
                     x[rd] = if rs2 == 0 {
@@ -409,19 +424,35 @@ impl Hart {
                 Op::Mulw => x[rd] = (rs1 as i32).wrapping_mul(rs2 as i32) as i64 as u64,
                 Op::Divw => {
                     let (a, b) = (rs1 as i32, rs2 as i32);
-                    x[rd] = if b == 0 { u64::MAX } else { a.wrapping_div(b) as i64 as u64 }
+                    x[rd] = if b == 0 {
+                        u64::MAX
+                    } else {
+                        a.wrapping_div(b) as i64 as u64
+                    }
                 }
                 Op::Divuw => {
                     let (a, b) = (rs1 as u32, rs2 as u32);
-                    x[rd] = if b == 0 { u64::MAX } else { (a / b) as i32 as i64 as u64 }
+                    x[rd] = if b == 0 {
+                        u64::MAX
+                    } else {
+                        (a / b) as i32 as i64 as u64
+                    }
                 }
                 Op::Remw => {
                     let (a, b) = (rs1 as i32, rs2 as i32);
-                    x[rd] = if b == 0 { a as i64 as u64 } else { a.wrapping_rem(b) as i64 as u64 }
+                    x[rd] = if b == 0 {
+                        a as i64 as u64
+                    } else {
+                        a.wrapping_rem(b) as i64 as u64
+                    }
                 }
                 Op::Remuw => {
                     let (a, b) = (rs1 as u32, rs2 as u32);
-                    x[rd] = if b == 0 { a as i32 as i64 as u64 } else { (a % b) as i32 as i64 as u64 }
+                    x[rd] = if b == 0 {
+                        a as i32 as i64 as u64
+                    } else {
+                        (a % b) as i32 as i64 as u64
+                    }
                 }
                 Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
                     let taken = match d.op {
@@ -492,7 +523,9 @@ impl Hart {
                                     st.pc = pc + 4;
                                     return (i as u64 + 1, Step::Io);
                                 }
-                                Err(()) => return (i as u64, Step::Trap(cause::LOAD_ACCESS, addr, false)),
+                                Err(()) => {
+                                    return (i as u64, Step::Trap(cause::LOAD_ACCESS, addr, false));
+                                }
                             }
                         }
                     };
@@ -525,7 +558,9 @@ impl Hart {
                                     self.st.pc = pc + 4;
                                     return (i as u64 + 1, Step::Io);
                                 }
-                                Err(()) => return (i as u64, Step::Trap(cause::STORE_ACCESS, addr, false)),
+                                Err(()) => {
+                                    return (i as u64, Step::Trap(cause::STORE_ACCESS, addr, false));
+                                }
                             }
                         }
                     }
@@ -544,7 +579,11 @@ impl Hart {
                     };
                     // QEMU 7.2: mtval is the instruction word for an illegal
                     // instruction, 0 for ecall and ebreak.
-                    let tval = if d.op == Op::Illegal { d.imm as u32 as u64 } else { 0 };
+                    let tval = if d.op == Op::Illegal {
+                        d.imm as u32 as u64
+                    } else {
+                        0
+                    };
                     return (i as u64, Step::Trap(c, tval, true));
                 }
                 Op::Mret => {
@@ -560,6 +599,10 @@ impl Hart {
                 }
                 Op::Wfi => {
                     st.pc = base + 4 * (i as u64 + 1);
+                    // QEMU's TB around a wfi runs on past it (see
+                    // `qemu_wfi_tail`), capped by the budget like any TB.
+                    let tail = (d.imm as u64).min(limit - i as u64 - 1);
+                    self.icount_bonus += tail;
                     return (i as u64 + 1, Step::Halt);
                 }
                 Op::Csr => {
@@ -573,7 +616,10 @@ impl Hart {
                             self.st.pc = pc + 4;
                             (i as u64 + 1, Step::Io)
                         }
-                        Err(()) => (i as u64, Step::Trap(cause::ILLEGAL_INSN, csr_word(d), false)),
+                        Err(()) => (
+                            i as u64,
+                            Step::Trap(cause::ILLEGAL_INSN, csr_word(d), false),
+                        ),
                     };
                 }
                 Op::Lr | Op::Sc | Op::Amo => {
@@ -614,7 +660,12 @@ impl Hart {
         let hi = m.mmio_read(a0 + len, len).map_err(|_| ())?;
         let sh = (addr - a0) * 8;
         let v = ((hi as u128) << (len * 8) | lo as u128) >> sh;
-        Ok((v as u64) & if len == 8 { u64::MAX } else { (1 << (len * 8)) - 1 })
+        Ok((v as u64)
+            & if len == 8 {
+                u64::MAX
+            } else {
+                (1 << (len * 8)) - 1
+            })
     }
 
     /// Store through the bus (not RAM).
@@ -635,7 +686,13 @@ impl Hart {
     fn atomic(&mut self, d: Insn, rs1: u64, rs2: u64) -> Result<bool, (u64, u64)> {
         let width = (d.imm & 0xff) as u64;
         let addr = rs1;
-        let sext = |v: u64| if width == 4 { v as i32 as i64 as u64 } else { v };
+        let sext = |v: u64| {
+            if width == 4 {
+                v as i32 as i64 as u64
+            } else {
+                v
+            }
+        };
         let misaligned = addr & (width - 1) != 0;
         let m = self.m.clone();
         match d.op {
@@ -645,7 +702,9 @@ impl Hart {
                 }
                 let v = match m.ram.offset(addr, width) {
                     Some(off) => m.ram.load(off, width),
-                    None => self.mmio_load(addr, width, 1).map_err(|_| (cause::LOAD_ACCESS, addr))?,
+                    None => self
+                        .mmio_load(addr, width, 1)
+                        .map_err(|_| (cause::LOAD_ACCESS, addr))?,
                 };
                 let v = sext(v);
                 self.st.load_res = addr;
@@ -669,9 +728,13 @@ impl Hart {
                         ok
                     }
                     None => {
-                        let cur = sext(self.mmio_load(addr, width, 1).map_err(|_| (cause::LOAD_ACCESS, addr))?);
+                        let cur = sext(
+                            self.mmio_load(addr, width, 1)
+                                .map_err(|_| (cause::LOAD_ACCESS, addr))?,
+                        );
                         if cur == expected {
-                            self.mmio_store(addr, width, rs2, 1).map_err(|_| (cause::LOAD_ACCESS, addr))?;
+                            self.mmio_store(addr, width, rs2, 1)
+                                .map_err(|_| (cause::LOAD_ACCESS, addr))?;
                             true
                         } else {
                             false
@@ -693,7 +756,9 @@ impl Hart {
                         old
                     }
                     None => {
-                        let old = self.mmio_load(addr, width, 1).map_err(|_| (cause::LOAD_ACCESS, addr))?;
+                        let old = self
+                            .mmio_load(addr, width, 1)
+                            .map_err(|_| (cause::LOAD_ACCESS, addr))?;
                         self.mmio_store(addr, width, op.apply(old, rs2, width), 1)
                             .map_err(|_| (cause::LOAD_ACCESS, addr))?;
                         old
@@ -824,8 +889,16 @@ impl Hart {
 
 /// Re-encode a CSR instruction (for mtval on an illegal CSR access).
 fn csr_word(d: Insn) -> u64 {
-    let rd = if d.rd == crate::riscv::insn::SINK { 0 } else { d.rd as u64 };
-    ((d.imm as u64 & 0xfff) << 20) | ((d.rs1 as u64) << 15) | ((d.rs2 as u64) << 12) | (rd << 7) | 0x73
+    let rd = if d.rd == crate::riscv::insn::SINK {
+        0
+    } else {
+        d.rd as u64
+    };
+    ((d.imm as u64 & 0xfff) << 20)
+        | ((d.rs1 as u64) << 15)
+        | ((d.rs2 as u64) << 12)
+        | (rd << 7)
+        | 0x73
 }
 
 /// Sign- or zero-extend a loaded value according to the load's width.

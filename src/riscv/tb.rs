@@ -36,6 +36,29 @@ pub struct Tb {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchFault;
 
+/// How many instructions after a `wfi` at `pc` QEMU 7.2 translates into the
+/// same TB: its `trans_wfi` calls the halting helper without ending the TB,
+/// so the TB goes on to the next instruction that does end one (a branch, a
+/// jump, a CSR access, `fence.i`, `mret`, a trapping encoding) or to the end
+/// of the page. Under icount QEMU charges the whole TB up front and the helper
+/// leaves without giving the rest back, so those instructions are counted
+/// once for the `wfi` and again when they really execute. vcpulab reproduces
+/// the count (see `Hart::execute`).
+pub fn qemu_wfi_tail(pc: u64, fetch: &mut dyn FnMut(u64) -> Option<u32>) -> u32 {
+    let mut n = 0;
+    let mut a = pc + 4;
+    while a & 0xfff != 0 {
+        let Some(w) = fetch(a) else { break };
+        let d = decode(w);
+        n += 1;
+        if d.ends_tb() && d.op != super::insn::Op::Wfi {
+            break;
+        }
+        a += 4;
+    }
+    n
+}
+
 /// A per-vCPU cache of translation blocks.
 pub struct TbCache {
     tbs: Vec<Tb>,
@@ -57,7 +80,13 @@ impl Default for TbCache {
 impl TbCache {
     /// An empty cache.
     pub fn new() -> TbCache {
-        TbCache { tbs: Vec::new(), insns: Vec::new(), map: vec![(u64::MAX, 0); 1 << MAP_BITS], code_gen: 0, flushes: 0 }
+        TbCache {
+            tbs: Vec::new(),
+            insns: Vec::new(),
+            map: vec![(u64::MAX, 0); 1 << MAP_BITS],
+            code_gen: 0,
+            flushes: 0,
+        }
     }
 
     #[inline(always)]
@@ -89,7 +118,11 @@ impl TbCache {
     /// instruction word at a pc, or `None` when the pc cannot be fetched; it is
     /// also told where each page starts so it can mark it as code).
     #[inline]
-    pub fn lookup(&mut self, pc: u64, fetch: &mut dyn FnMut(u64) -> Option<u32>) -> Result<u32, FetchFault> {
+    pub fn lookup(
+        &mut self,
+        pc: u64,
+        fetch: &mut dyn FnMut(u64) -> Option<u32>,
+    ) -> Result<u32, FetchFault> {
         let s = Self::slot(pc);
         let (p, idx) = self.map[s];
         if p == pc {
@@ -99,7 +132,12 @@ impl TbCache {
     }
 
     #[cold]
-    fn translate(&mut self, pc: u64, slot: usize, fetch: &mut dyn FnMut(u64) -> Option<u32>) -> Result<u32, FetchFault> {
+    fn translate(
+        &mut self,
+        pc: u64,
+        slot: usize,
+        fetch: &mut dyn FnMut(u64) -> Option<u32>,
+    ) -> Result<u32, FetchFault> {
         if self.tbs.len() >= 1 << 20 || self.insns.len() >= 1 << 24 {
             self.flush();
         }
@@ -107,7 +145,10 @@ impl TbCache {
         let mut a = pc;
         loop {
             let Some(w) = fetch(a) else { break };
-            let insn = decode(w);
+            let mut insn = decode(w);
+            if insn.op == super::insn::Op::Wfi {
+                insn.imm = qemu_wfi_tail(a, fetch) as i64;
+            }
             self.insns.push(insn);
             a += 4;
             if insn.ends_tb() || self.insns.len() - start >= MAX_TB_INSNS || a & 0xfff == 0 {

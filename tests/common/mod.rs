@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Guest RAM address of the workload parameter block (slot `i` at `+8*i`).
@@ -26,7 +26,10 @@ pub fn repo_root() -> PathBuf {
 
 /// Path of a committed guest ELF, e.g. `guest("hello")` → `guests/build/hello.elf`.
 pub fn guest(name: &str) -> PathBuf {
-    repo_root().join("guests").join("build").join(format!("{name}.elf"))
+    repo_root()
+        .join("guests")
+        .join("build")
+        .join(format!("{name}.elf"))
 }
 
 /// The QEMU binary, or `None` (with a loud message) when it is not installed.
@@ -41,13 +44,23 @@ pub fn qemu() -> Option<PathBuf> {
         Some(p) => Some(p),
         None => {
             if std::env::var_os("CI").is_some() {
-                panic!("qemu-system-riscv64 not found, but CI is set: .ci/run must install qemu-system-misc");
+                panic!(
+                    "qemu-system-riscv64 not found, but CI is set: .ci/run must install qemu-system-misc"
+                );
             }
             eprintln!();
-            eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-            eprintln!("!!! SKIPPED: qemu-system-riscv64 is not installed; the QEMU cross-check did  !!!");
-            eprintln!("!!! not run. Install it: apt-get install qemu-system-misc                    !!!");
-            eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+            eprintln!(
+                "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+            );
+            eprintln!(
+                "!!! SKIPPED: qemu-system-riscv64 is not installed; the QEMU cross-check did  !!!"
+            );
+            eprintln!(
+                "!!! not run. Install it: apt-get install qemu-system-misc                    !!!"
+            );
+            eprintln!(
+                "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+            );
             None
         }
     }
@@ -76,7 +89,9 @@ impl RunOut {
 /// Run a command with a wall-clock limit, capturing stdout/stderr (bounded to
 /// 16 MiB each so that a runaway guest cannot fill the disk or memory).
 pub fn run_with_limit(mut cmd: Command, limit: Duration) -> RunOut {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
@@ -127,13 +142,29 @@ pub fn qemu_param_args(params: &[(usize, u64)]) -> Vec<String> {
 
 /// Run `elf` on QEMU 7.2 (`-machine virt -bios none -nographic`), with extra
 /// arguments (e.g. `-icount shift=3,sleep=off`) and parameter-block slots.
-pub fn run_qemu(qemu: &Path, elf: &Path, extra: &[&str], params: &[(usize, u64)], limit: Duration) -> RunOut {
+pub fn run_qemu(
+    qemu: &Path,
+    elf: &Path,
+    extra: &[&str],
+    params: &[(usize, u64)],
+    limit: Duration,
+) -> RunOut {
     let mut cmd = Command::new(qemu);
-    cmd.args(["-machine", "virt", "-bios", "none", "-nographic", "-monitor", "none", "-serial", "stdio"])
-        .arg("-kernel")
-        .arg(elf)
-        .args(extra)
-        .args(qemu_param_args(params));
+    cmd.args([
+        "-machine",
+        "virt",
+        "-bios",
+        "none",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+    ])
+    .arg("-kernel")
+    .arg(elf)
+    .args(extra)
+    .args(qemu_param_args(params));
     run_with_limit(cmd, limit)
 }
 
