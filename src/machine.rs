@@ -183,6 +183,35 @@ impl Machine {
         }
     }
 
+    /// Stop the machine (QEMU's `vm_stop`): every vCPU leaves guest code at
+    /// its next TB boundary and parks, then VIRTUAL freezes. Returns once all
+    /// vCPUs are parked.
+    pub fn pause(&self) {
+        if self.run.pause_requested() {
+            return;
+        }
+        self.run.request_pause(true);
+        self.kick_all();
+        self.run.wait_parked(self.cpus.len());
+        self.clocks.stop();
+    }
+
+    /// Resume after [`Machine::pause`] (QEMU's `vm_start`): VIRTUAL resumes
+    /// from where it froze, then the vCPUs are woken.
+    pub fn resume(&self) {
+        if !self.run.pause_requested() {
+            return;
+        }
+        self.clocks.start();
+        self.run.request_pause(false);
+        self.kick_all();
+    }
+
+    /// Whether the machine is paused.
+    pub fn is_paused(&self) -> bool {
+        self.run.pause_requested()
+    }
+
     /// Kick every vCPU.
     pub fn kick_all(&self) {
         for c in &self.cpus {

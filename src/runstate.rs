@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
 /// Why the machine stopped.
@@ -38,6 +38,10 @@ pub struct RunState {
     shutdown: AtomicBool,
     exit: Mutex<Option<ExitStatus>>,
     reset_gen: AtomicU64,
+    pause_requested: AtomicBool,
+    /// Number of vCPUs currently parked because of a pause.
+    parked: Mutex<usize>,
+    parked_cv: Condvar,
 }
 
 impl RunState {
@@ -66,6 +70,40 @@ impl RunState {
     /// The exit status, once shutdown was requested.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.exit.lock().clone()
+    }
+
+    /// Ask the vCPUs to pause (the caller kicks them and waits with
+    /// [`RunState::wait_parked`]).
+    pub fn request_pause(&self, pause: bool) {
+        // Release/Acquire: a vCPU that sees the request also sees what the
+        // requester did before (e.g. the monitor's state).
+        self.pause_requested.store(pause, Ordering::Release);
+    }
+
+    /// Whether a pause is requested.
+    #[inline]
+    pub fn pause_requested(&self) -> bool {
+        self.pause_requested.load(Ordering::Acquire)
+    }
+
+    /// Called by a vCPU thread when it parks for (`true`) or leaves (`false`)
+    /// a pause.
+    pub fn set_parked(&self, parked: bool) {
+        let mut n = self.parked.lock();
+        if parked {
+            *n += 1;
+        } else {
+            *n -= 1;
+        }
+        self.parked_cv.notify_all();
+    }
+
+    /// Wait until `n` vCPUs are parked (or shutdown was requested).
+    pub fn wait_parked(&self, n: usize) {
+        let mut p = self.parked.lock();
+        while *p < n && !self.shutdown_requested() {
+            self.parked_cv.wait_for(&mut p, std::time::Duration::from_millis(10));
+        }
     }
 
     /// Request a machine reset (finisher 0x7777): bumps the reset generation.

@@ -69,6 +69,16 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
         if m.run.shutdown_requested() {
             break;
         }
+        if m.run.pause_requested() {
+            h.sync_icount(0);
+            shared.instret.store(h.retired, Ordering::Relaxed);
+            m.run.set_parked(true);
+            while m.run.pause_requested() && !m.run.shutdown_requested() {
+                parker.park_timeout(Duration::from_millis(50));
+            }
+            m.run.set_parked(false);
+            continue;
+        }
         let g = m.run.reset_gen();
         if g != reset_gen {
             reset_gen = g;

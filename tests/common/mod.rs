@@ -6,6 +6,7 @@
 //! install step can never turn into a silent pass.
 #![allow(dead_code)]
 
+pub mod randprog;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
