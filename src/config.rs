@@ -198,6 +198,18 @@ impl IcountConfig {
     }
 }
 
+/// Who runs VIRTUAL timers when a vCPU reaches a deadline under icount.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IcountTimers {
+    /// The vCPU thread itself, under the BQL (QEMU's way).
+    #[default]
+    Vcpu,
+    /// A hand-off: the vCPU asks the iothread to run them and waits, stopped
+    /// at the deadline, until it has.
+    Iothread,
+}
+
 /// The machine's configuration.
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineConfig {
@@ -211,6 +223,8 @@ pub struct MachineConfig {
     pub params: Vec<(usize, u64)>,
     /// icount, if enabled.
     pub icount: Option<IcountConfig>,
+    /// Who runs VIRTUAL timers at a deadline under icount.
+    pub icount_timers: IcountTimers,
 }
 
 impl MachineConfig {

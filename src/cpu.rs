@@ -82,6 +82,12 @@ impl CpuShared {
         self.unparker.unpark();
     }
 
+    /// Wake the vCPU thread if it is parked, without an exit request (used to
+    /// end a wait the vCPU itself started, such as a timer hand-off).
+    pub fn wake(&self) {
+        self.unparker.unpark();
+    }
+
     /// Cheap test for the TB-boundary check.
     #[inline(always)]
     pub fn exit_requested(&self) -> bool {

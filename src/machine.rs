@@ -38,7 +38,7 @@ use crate::timer::TimerListGroup;
 pub fn fdt_addr(memory: u64) -> u64 {
     const FDT_SIZE_GUESS: u64 = 0x2000;
     let dram_end = RAM_BASE + memory;
-    let temp = dram_end.min(3 << 30).max(RAM_BASE + FDT_SIZE_GUESS);
+    let temp = dram_end.clamp(RAM_BASE + FDT_SIZE_GUESS, 3 << 30);
     (temp - FDT_SIZE_GUESS) & !((2 << 20) - 1)
 }
 

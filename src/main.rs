@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use vcpulab::config::{IcountConfig, MachineConfig, parse_param, parse_size};
+use vcpulab::config::{IcountConfig, IcountTimers, MachineConfig, parse_param, parse_size};
 use vcpulab::iothread::IoTimerMode;
+use vcpulab::monitor::MonitorSpec;
 use vcpulab::run::{RunConfig, RunError, run};
 
 #[derive(Parser)]
@@ -27,6 +28,14 @@ enum TimerMode {
     Timerfd,
     /// mio's poll timeout (whole milliseconds): the baseline.
     Poll,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TimersBy {
+    /// The vCPU thread runs them (QEMU).
+    Vcpu,
+    /// Hand-off to the iothread.
+    Iothread,
 }
 
 #[derive(Subcommand)]
@@ -56,9 +65,17 @@ enum Cmd {
         /// Instruction counting: shift=N|auto[,sleep=on|off][,align=on|off].
         #[arg(long, value_name = "OPTS")]
         icount: Option<String>,
+        /// Under icount, who runs VIRTUAL timers at a deadline: the vCPU
+        /// thread (QEMU's way) or the iothread (a hand-off; the vCPU waits).
+        #[arg(long, value_enum, default_value = "vcpu")]
+        icount_timers: TimersBy,
         /// How the iothread waits for timer deadlines.
         #[arg(long, value_enum, default_value = "timerfd")]
         iothread_timer: TimerMode,
+        /// Start a monitor: `stdio` (commands on stdin, replies on stderr) or
+        /// `unix:PATH` (a listening Unix socket). See docs/monitor.md.
+        #[arg(long, value_name = "DEV")]
+        monitor: Option<String>,
     },
 }
 
@@ -78,7 +95,9 @@ fn main() -> ExitCode {
             stats,
             params,
             icount,
+            icount_timers,
             iothread_timer,
+            monitor,
         } => {
             let memory = match parse_size(&memory) {
                 Ok(m) => m,
@@ -104,12 +123,21 @@ fn main() -> ExitCode {
                 }
                 None => None,
             };
+            let icount_timers = match icount_timers {
+                TimersBy::Vcpu => IcountTimers::Vcpu,
+                TimersBy::Iothread => IcountTimers::Iothread,
+            };
+            let monitor = match monitor.as_deref().map(MonitorSpec::from_cli).transpose() {
+                Ok(m) => m,
+                Err(e) => return fail(e),
+            };
             let machine = MachineConfig {
                 kernel,
                 memory,
                 smp,
                 params: ps,
                 icount,
+                icount_timers,
             };
             if let Err(e) = machine.validate() {
                 return fail(e);
@@ -122,6 +150,7 @@ fn main() -> ExitCode {
                     TimerMode::Timerfd => IoTimerMode::Timerfd,
                     TimerMode::Poll => IoTimerMode::Poll,
                 },
+                monitor,
             };
             let out: vcpulab::devices::uart::Sink = Box::new(std::io::stdout());
             match run(&cfg, out) {

@@ -71,6 +71,9 @@ pub struct IcountReport {
     pub shift_changes: Vec<(u64, u32)>,
     /// Final bias in ns.
     pub bias_ns: i64,
+    /// Real-time cost of handing VIRTUAL timers to the iothread
+    /// (`--icount-timers iothread`), if any happened.
+    pub handoff_ns: Option<Percentiles>,
 }
 
 /// Timer figures.

@@ -12,12 +12,14 @@ use crossbeam_channel::RecvTimeoutError;
 use serde::Serialize;
 
 use crate::clock::ClockType;
-use crate::config::MachineConfig;
+use crate::config::{IcountShift, MachineConfig};
 use crate::devices::uart::Sink;
 use crate::host::{HostFacts, peak_rss_bytes};
+use crate::icount::Adjuster;
 use crate::iothread::{IoThread, IoThreadConfig, IoTimerMode};
 use crate::loader::LoadError;
 use crate::machine::Machine;
+use crate::monitor::MonitorSpec;
 use crate::report::{IcountReport, Instructions, Percentiles, RunReport, TimersReport};
 use crate::runstate::{ExitReason, ExitStatus};
 use crate::vcpu::{VcpuStats, vcpu_thread_fn};
@@ -34,6 +36,8 @@ pub struct RunConfig {
     /// How the iothread sleeps until deadlines.
     #[serde(serialize_with = "ser_mode")]
     pub iothread_timer: IoTimerMode,
+    /// The monitor (`--monitor`), served by the iothread.
+    pub monitor: Option<MonitorSpec>,
 }
 
 fn ser_mode<S: serde::Serializer>(m: &IoTimerMode, s: S) -> Result<S::Ok, S::Error> {
@@ -68,6 +72,10 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
             .get(ClockType::Virtual)
             .set_notify(Some(Arc::new(move || cpus.iter().for_each(|c| c.kick()))));
     }
+    let mut handlers: Vec<Box<dyn crate::iothread::IoHandler>> = Vec::new();
+    if let Some(spec) = &cfg.monitor {
+        handlers.push(crate::monitor::handler(spec, m.clone())?);
+    }
     let bql_m = m.clone();
     let io = IoThread::spawn(
         m.clocks.clone(),
@@ -75,13 +83,22 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
         IoThreadConfig {
             mode: cfg.iothread_timer,
             exclude_virtual: icount,
-            handlers: Vec::new(),
+            handlers,
             wrap_timers: Some(Box::new(move |f: &mut dyn FnMut()| {
                 let _g = bql_m.bql.lock();
                 f()
             })),
         },
     )?;
+
+    // shift=auto: QEMU's two periodic adjustment timers.
+    let adjuster = match (&m.icount, m.config.icount) {
+        (Some(ic), Some(c)) if c.shift == IcountShift::Auto => {
+            Some(Adjuster::new(ic.clone(), m.clocks.clone()))
+        }
+        _ => None,
+    };
+    let _adjust_timers = adjuster.as_ref().map(|a| a.arm(&m.timers));
 
     let start = Instant::now();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<VcpuStats>();
@@ -142,6 +159,17 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
     let io_stats = io.stop();
     m.uart.flush();
 
+    let mut handoff: Option<hdrhistogram::Histogram<u64>> = None;
+    for s in stats.iter().flatten() {
+        if let Some(h) = &s.handoff_ns {
+            match &mut handoff {
+                Some(all) => {
+                    let _ = all.add(h);
+                }
+                None => handoff = Some(h.clone()),
+            }
+        }
+    }
     let vcpus: Vec<VcpuStats> = stats
         .into_iter()
         .enumerate()
@@ -168,7 +196,11 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
         peak_rss_bytes: peak_rss_bytes(),
         icount: m.icount.as_ref().map(|ic| IcountReport {
             shift: ic.shift(),
-            shift_changes: vec![(0, ic.shift())],
+            shift_changes: adjuster
+                .as_ref()
+                .map(|a| a.changes())
+                .unwrap_or_else(|| vec![(0, ic.shift())]),
+            handoff_ns: handoff.as_ref().map(Percentiles::of),
             bias_ns: ic.bias(),
         }),
         timers: TimersReport {

@@ -102,7 +102,8 @@ impl RunState {
     pub fn wait_parked(&self, n: usize) {
         let mut p = self.parked.lock();
         while *p < n && !self.shutdown_requested() {
-            self.parked_cv.wait_for(&mut p, std::time::Duration::from_millis(10));
+            self.parked_cv
+                .wait_for(&mut p, std::time::Duration::from_millis(10));
         }
     }
 

@@ -22,14 +22,18 @@
 //!    added to VIRTUAL (QEMU's warp); without icount it parks until kicked.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::sync::Parker;
+use hdrhistogram::Histogram;
 
 use crate::clock::ClockType;
+use crate::config::IcountTimers;
+use crate::icount;
 use crate::machine::Machine;
 use crate::riscv::hart::{Exit, Hart};
+use crate::timer::Timer;
 
 /// What one vCPU thread did, returned when it ends.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -52,6 +56,101 @@ pub struct VcpuStats {
     pub timers_run: u64,
     /// pc when the thread ended.
     pub pc: u64,
+    /// Real-time cost of each VIRTUAL-timer hand-off to the iothread, in ns
+    /// (`--icount-timers iothread`): from the request to the vCPU resuming.
+    #[serde(skip)]
+    pub handoff_ns: Option<Histogram<u64>>,
+}
+
+/// Sleep when the guest is more than this far ahead of real time (QEMU's
+/// `VCPU_CLOCK_MAX_AHEAD`, `align=on`).
+pub const VCPU_CLOCK_MAX_AHEAD_NS: i64 = 3_000_000;
+/// With `align=on`, the vCPU compares clocks at least this often (virtual ns).
+const ALIGN_CHECK_NS: i64 = 1_000_000;
+
+/// `align=on` (QEMU's `align_clocks`): if VIRTUAL is more than 3 ms ahead of
+/// VIRTUAL_RT (host time while running), sleep for the difference.
+fn align_clocks(m: &Machine) {
+    let diff = m.clocks.get_ns(ClockType::Virtual) - m.clocks.get_ns(ClockType::VirtualRt);
+    if diff > VCPU_CLOCK_MAX_AHEAD_NS {
+        std::thread::sleep(Duration::from_nanos(diff as u64));
+    }
+}
+
+/// The hand-off of VIRTUAL timers to the iothread: a REALTIME timer that is
+/// already due when armed, so the iothread wakes (through the timer list's
+/// notifier) and runs it at once; its callback runs the expired VIRTUAL timers
+/// under the BQL and wakes the vCPU, which waits, stopped at the deadline.
+struct Handoff {
+    timer: Option<Timer>,
+    done: Arc<AtomicBool>,
+}
+
+impl Handoff {
+    fn new(m: &Arc<Machine>, hart: usize) -> Handoff {
+        if m.config.icount.is_none() || m.config.icount_timers != IcountTimers::Iothread {
+            return Handoff {
+                timer: None,
+                done: Arc::new(AtomicBool::new(true)),
+            };
+        }
+        let done = Arc::new(AtomicBool::new(true));
+        let (m2, d2) = (m.clone(), done.clone());
+        let timer = m.timers.get(ClockType::Realtime).new_timer(move || {
+            // The iothread runs its timers under the BQL already.
+            let vlist = m2.timers.get(ClockType::Virtual);
+            let now = m2.clocks.get_ns(ClockType::Virtual);
+            vlist.run_expired(now, &mut |_| {});
+            // Release: the timers' effects (mip bits, device state) are
+            // visible to the vCPU once it sees `done`.
+            d2.store(true, Ordering::Release);
+            m2.cpus[hart].wake();
+        });
+        Handoff {
+            timer: Some(timer),
+            done,
+        }
+    }
+
+    /// If the VIRTUAL deadline is reached, hand the timers to the iothread
+    /// and wait until it has run them. Returns 1 if a hand-off happened.
+    fn run_if_due(&self, m: &Machine, parker: &Parker, stats: &mut VcpuStats) -> usize {
+        let Some(timer) = &self.timer else { return 0 };
+        // A hand-off still in flight (the vCPU left its wait for a pause):
+        // wait for it before looking at the deadline again.
+        if !self.wait(m, parker) {
+            return 0;
+        }
+        let vlist = m.timers.get(ClockType::Virtual);
+        if vlist.deadline_ns(m.clocks.get_ns(ClockType::Virtual)) != 0 {
+            return 0;
+        }
+        let t0 = Instant::now();
+        self.done.store(false, Ordering::Relaxed);
+        timer.modify(0);
+        if !self.wait(m, parker) {
+            return 0;
+        }
+        let h = stats
+            .handoff_ns
+            .get_or_insert_with(|| Histogram::new(3).expect("valid sigfig"));
+        let _ = h.record(t0.elapsed().as_nanos() as u64);
+        1
+    }
+
+    /// Wait until the iothread has run the handed-off timers. Returns false
+    /// if the wait was abandoned because the machine is shutting down or
+    /// pausing (the iothread may be the one waiting for this vCPU to park).
+    fn wait(&self, m: &Machine, parker: &Parker) -> bool {
+        // Acquire: pairs with the Release store in the timer callback.
+        while !self.done.load(Ordering::Acquire) {
+            if m.run.shutdown_requested() || m.run.pause_requested() {
+                return false;
+            }
+            parker.park_timeout(Duration::from_millis(100));
+        }
+        true
+    }
 }
 
 /// Run hart `hart` until the machine shuts down.
@@ -65,6 +164,7 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
     };
     let icount_cfg = m.config.icount;
     let mut halted = false;
+    let handoff = Handoff::new(&m, hart);
     loop {
         if m.run.shutdown_requested() {
             break;
@@ -89,7 +189,10 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
         }
         shared.take_exit_request();
         if icount_cfg.is_some() {
-            stats.timers_run += run_virtual_timers_if_due(&m) as u64;
+            stats.timers_run += match m.config.icount_timers {
+                IcountTimers::Vcpu => run_virtual_timers_if_due(&m) as u64,
+                IcountTimers::Iothread => handoff.run_if_due(&m, &parker, &mut stats) as u64,
+            };
         }
         if halted {
             if h.has_work() {
@@ -100,14 +203,24 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
             }
         }
         h.check_interrupts();
-        let limit = if icount_cfg.is_some() {
-            icount_budget(&m)
-        } else {
-            u64::MAX
+        let limit = match (&m.icount, icount_cfg) {
+            (Some(ic), Some(cfg)) => {
+                let b = icount::budget(ic, &m.clocks, &m.timers);
+                // align=on: come back often enough to compare with real time.
+                if cfg.align {
+                    b.min(ic.round(ALIGN_CHECK_NS).max(1) as u64)
+                } else {
+                    b
+                }
+            }
+            _ => u64::MAX,
         };
         let exit = h.execute(limit);
         h.sync_icount(0);
         shared.instret.store(h.retired, Ordering::Relaxed);
+        if icount_cfg.is_some_and(|c| c.align) {
+            align_clocks(&m);
+        }
         match exit {
             Exit::Kicked | Exit::Budget | Exit::Io => {}
             Exit::Halt => {
@@ -139,32 +252,6 @@ fn run_virtual_timers_if_due(m: &Machine) -> usize {
     list.run_expired(now, &mut |_| {})
 }
 
-/// The instruction budget to the nearest deadline (`icount_get_limit`): the
-/// VIRTUAL and REALTIME deadlines; none, negative or above `INT32_MAX` ns
-/// means `INT32_MAX`; then `icount_round`.
-pub fn icount_budget(m: &Machine) -> u64 {
-    let ic = m.icount.as_ref().expect("icount");
-    let vd = m
-        .timers
-        .get(ClockType::Virtual)
-        .deadline_ns(m.clocks.get_ns(ClockType::Virtual));
-    let rd = m
-        .timers
-        .get(ClockType::Realtime)
-        .deadline_ns(m.clocks.get_ns(ClockType::Realtime));
-    let d = match (vd, rd) {
-        (-1, r) => r,
-        (v, -1) => v,
-        (v, r) => v.min(r),
-    };
-    let d = if !(0..=i32::MAX as i64).contains(&d) {
-        i32::MAX as i64
-    } else {
-        d
-    };
-    ic.round(d) as u64
-}
-
 /// Wait while halted (QEMU's `qemu_wait_io_event` and, under icount, the
 /// idle handling of `icount_start_warp_timer`). Returns after a kick, or once
 /// VIRTUAL has reached the next deadline; the caller re-checks everything.
@@ -190,7 +277,11 @@ fn idle_wait(m: &Machine, parker: &Parker) {
     // idle is added.
     let start = m.clocks.get_ns(ClockType::VirtualRt);
     parker.park_timeout(Duration::from_nanos(d as u64));
-    let warp = m.clocks.get_ns(ClockType::VirtualRt) - start;
+    let mut warp = m.clocks.get_ns(ClockType::VirtualRt) - start;
+    if ic.shift == crate::config::IcountShift::Auto {
+        // In adaptive mode VIRTUAL must not run ahead of real time.
+        warp = warp.min(m.clocks.get_ns(ClockType::VirtualRt) - icc.get_ns());
+    }
     if warp > 0 {
         icc.add_bias(warp);
     }

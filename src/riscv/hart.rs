@@ -44,8 +44,10 @@ pub enum Exit {
 
 /// Private architectural state of one hart.
 pub struct CpuState {
-    /// Integer registers; index 32 is the sink for writes to x0.
-    pub x: [u64; 33],
+    /// Integer registers; index 32 is the sink for writes to x0. The array
+    /// has 256 entries so that indexing with a `u8` register number needs no
+    /// bounds check on the hot path (only 0..=32 are ever used).
+    pub x: [u64; 256],
     /// Program counter.
     pub pc: u64,
     /// `mstatus` (only MIE and MPIE are stored; MPP reads as 3).
@@ -81,7 +83,7 @@ pub struct CpuState {
 impl CpuState {
     fn power_on() -> CpuState {
         CpuState {
-            x: [0; 33],
+            x: [0; 256],
             pc: crate::devices::rom::ROM_BASE,
             mstatus: 0,
             mie: 0,
@@ -228,6 +230,8 @@ impl Hart {
     pub fn trap(&mut self, mcause: u64, tval: u64, epc: u64) {
         self.traps += 1;
         let st = &mut self.st;
+        // QEMU clears the LR reservation on every trap entry.
+        st.load_res = u64::MAX;
         st.mepc = epc;
         st.mcause = mcause;
         st.mtval = tval;
@@ -361,9 +365,7 @@ impl Hart {
         let insns = &insns[..n];
         let st = &mut self.st;
         let m = &*self.m;
-        let mut i = 0usize;
-        while i < n {
-            let d = insns[i];
+        for (i, &d) in insns.iter().enumerate() {
             let x = &mut st.x;
             let rs1 = x[d.rs1 as usize];
             let rs2 = x[d.rs2 as usize];
@@ -432,11 +434,9 @@ impl Hart {
                 }
                 Op::Divuw => {
                     let (a, b) = (rs1 as u32, rs2 as u32);
-                    x[rd] = if b == 0 {
-                        u64::MAX
-                    } else {
-                        (a / b) as i32 as i64 as u64
-                    }
+                    x[rd] = a
+                        .checked_div(b)
+                        .map_or(u64::MAX, |q| q as i32 as i64 as u64)
                 }
                 Op::Remw => {
                     let (a, b) = (rs1 as i32, rs2 as i32);
@@ -559,7 +559,10 @@ impl Hart {
                                     return (i as u64 + 1, Step::Io);
                                 }
                                 Err(()) => {
-                                    return (i as u64, Step::Trap(cause::STORE_ACCESS, addr, false));
+                                    return (
+                                        i as u64,
+                                        Step::Trap(cause::STORE_ACCESS, addr, false),
+                                    );
                                 }
                             }
                         }
@@ -590,6 +593,8 @@ impl Hart {
                     let st = &mut self.st;
                     let mpie = st.mstatus & MSTATUS_MPIE != 0;
                     st.mstatus = MSTATUS_MPIE | if mpie { MSTATUS_MIE } else { 0 };
+                    // QEMU clears the LR reservation on mret too.
+                    st.load_res = u64::MAX;
                     st.pc = st.mepc;
                     if st.pc & 3 != 0 {
                         st.pc = base + 4 * i as u64;
@@ -639,7 +644,6 @@ impl Hart {
                     };
                 }
             }
-            i += 1;
         }
         st.pc = base + 4 * n as u64;
         (n as u64, Step::Next)
@@ -721,18 +725,18 @@ impl Hart {
                 if misaligned {
                     return Err((cause::LOAD_MISALIGNED, addr));
                 }
+                // QEMU: a compare-and-swap at the SC's width against the
+                // value the LR loaded (its low `width` bytes); rd = 0 only if
+                // the old value, sign-extended at that width, equals it.
                 let expected = self.st.load_val;
                 let ok = match m.ram.offset(addr, width) {
-                    Some(off) => {
-                        let (ok, _) = m.ram.cas(off, width, expected, rs2);
-                        ok
-                    }
+                    Some(off) => m.ram.cas(off, width, expected, rs2).0,
                     None => {
-                        let cur = sext(
-                            self.mmio_load(addr, width, 1)
-                                .map_err(|_| (cause::LOAD_ACCESS, addr))?,
-                        );
-                        if cur == expected {
+                        let cur = self
+                            .mmio_load(addr, width, 1)
+                            .map_err(|_| (cause::LOAD_ACCESS, addr))?;
+                        let mask = if width == 8 { u64::MAX } else { 0xffff_ffff };
+                        if cur & mask == expected & mask {
                             self.mmio_store(addr, width, rs2, 1)
                                 .map_err(|_| (cause::LOAD_ACCESS, addr))?;
                             true
@@ -741,6 +745,7 @@ impl Hart {
                         }
                     }
                 };
+                let ok = ok && sext(expected) == expected;
                 self.st.x[d.rd as usize] = (!ok) as u64;
                 self.st.load_res = u64::MAX;
                 Ok(true)
@@ -821,11 +826,7 @@ impl Hart {
         match csr {
             MSTATUS => self.st.mstatus = v & (MSTATUS_MIE | MSTATUS_MPIE),
             MIE => self.st.mie = v & MIE_MASK,
-            MTVEC => {
-                if v & 3 < 2 {
-                    self.st.mtvec = v;
-                }
-            }
+            MTVEC if v & 3 < 2 => self.st.mtvec = v,
             MSCRATCH => self.st.mscratch = v,
             MEPC => self.st.mepc = v & !3,
             MCAUSE => self.st.mcause = v,
@@ -861,9 +862,12 @@ impl Hart {
             CsrOp::Rwi | CsrOp::Rsi | CsrOp::Rci => d.rs1 as u64,
             _ => rs1v,
         };
+        // QEMU's write mask: all ones for csrrw/csrrwi, else the source
+        // value; nothing is written (and a read-only CSR does not trap) when
+        // the mask is 0.
         let writes = match kind {
             CsrOp::Rw | CsrOp::Rwi => true,
-            _ => d.rs1 != 0,
+            _ => d.rs1 != 0 && src != 0,
         };
         if writes && is_read_only(csr) {
             return Err(());

@@ -143,8 +143,7 @@ impl TbCache {
         }
         let start = self.insns.len();
         let mut a = pc;
-        loop {
-            let Some(w) = fetch(a) else { break };
+        while let Some(w) = fetch(a) {
             let mut insn = decode(w);
             if insn.op == super::insn::Op::Wfi {
                 insn.imm = qemu_wfi_tail(a, fetch) as i64;

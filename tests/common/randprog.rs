@@ -1125,7 +1125,7 @@ impl Gen {
                     // an AMO to the same address
                     let rd = self.rd();
                     let rs2 = self.rs();
-                    a.emit(0x00 << 27 | r_type(0, rs2, TMP_REG, f3, rd, OP_AMO))
+                    a.emit(r_type(0, rs2, TMP_REG, f3, rd, OP_AMO)) // amoadd
                         .mem_write = Some((addr, size as u64));
                 }
             }
@@ -1174,13 +1174,10 @@ impl Program {
             pool_next: POOL_LEN / 2,
             opts,
         };
-        g.pool = (0..POOL_LEN).map(|_| 0).collect();
-        for i in 0..POOL_LEN / 2 {
-            g.pool[i] = if i < INTERESTING.len() {
-                INTERESTING[i]
-            } else {
-                g.interesting()
-            };
+        g.pool = vec![0; POOL_LEN];
+        g.pool[..INTERESTING.len()].copy_from_slice(INTERESTING);
+        for i in INTERESTING.len()..POOL_LEN / 2 {
+            g.pool[i] = g.interesting();
         }
         let init: Vec<u64> = (0..32).map(|_| g.interesting()).collect();
         let mut data = vec![0u8; DATA_SIZE as usize];

@@ -1,0 +1,1208 @@
+//! The monitor: a small QEMU-style human monitor (HMP) served by the iothread.
+//!
+//! QEMU analogues: `monitor/hmp.c` (reading a line, looking the command up in the command
+//! table, the banner and the `(qemu) ` prompt), `monitor/hmp-cmds.c` (`hmp_stop`,
+//! `hmp_cont`, `hmp_info_status`, `hmp_quit`) and the `qapi` query commands whose data
+//! those print (`query-status`). `info clocks` and `info timers` have no QEMU counterpart;
+//! they show the state of [`crate::clock`] and [`crate::timer`] that this laboratory is
+//! about.
+//!
+//! # Commands
+//!
+//! One per line, surrounding whitespace ignored, empty lines ignored:
+//!
+//! | command | effect |
+//! |---|---|
+//! | `help`, `?` | list the commands (`help info`: the `info` subcommands) |
+//! | `stop`, `s` | pause the machine ([`Machine::pause`], QEMU's `vm_stop`): vCPUs park, VIRTUAL freezes |
+//! | `cont`, `c` | resume it ([`Machine::resume`], QEMU's `vm_start`) |
+//! | `info status` | `VM status: running` or `VM status: paused`, as QEMU prints it |
+//! | `info clocks` | the four clocks in ns; under icount the shift, bias and raw instruction count |
+//! | `info timers` | per clock: timers pending, the next expiry and its distance from now |
+//! | `quit`, `q` | shut down with reason `quit`, exit status 0 |
+//!
+//! Anything else answers `unknown command: 'LINE'`; arguments after a command that takes
+//! none answer QEMU's `Error: extraneous characters at the end of line`.
+//!
+//! Parsing ([`parse`]) and execution ([`execute`], [`handle_line`]) are plain functions over
+//! the [`Vm`] trait that return text, so they are tested without sockets; [`Machine`]
+//! implements [`Vm`].
+//!
+//! # Transports
+//!
+//! [`MonitorSpec`] is the `--monitor` option:
+//!
+//! * `stdio` ([`StdioMonitor`]): commands are read from standard input; the banner, the
+//!   prompts and the replies go to **standard error**, because standard output carries the
+//!   guest's UART. Standard input is registered with the iothread's poller as it is (it is
+//!   *not* switched to `O_NONBLOCK`, which would leak to the shell sharing the terminal):
+//!   after each readiness event it is drained with one `read` per zero-timeout `poll(2)`
+//!   that reports it readable, so no read blocks. Standard input that epoll refuses (a
+//!   regular file, `/dev/null`) is copied by a helper thread into a pipe that is polled
+//!   instead. End of input removes the monitor; it does not quit the machine.
+//! * `unix:PATH` ([`UnixMonitor`]): a listening Unix socket at PATH. A stale socket file is
+//!   removed first; an existing PATH that is not a socket is refused. Any number of clients
+//!   may be connected at once; each gets the banner and the `(vcpulab) ` prompt, and its
+//!   replies on its own connection. The socket file is removed when the monitor is dropped
+//!   (if it is still the one it bound).
+//!
+//! # Threads and locks
+//!
+//! Commands run on the iothread, without the BQL: every datum they read is an atomic or
+//! behind its own lock, and `stop` must *not* hold the BQL, because it waits until every vCPU
+//! has parked and a vCPU may need the BQL to finish its current MMIO access first (QEMU's
+//! `vm_stop` drops the BQL in `qemu_cond_wait` for the same reason). While `stop` waits, the
+//! iothread does not run timers; the wait ends at the vCPUs' next TB boundary.
+//!
+//! All connections of one Unix monitor share its single iothread token: after any event the
+//! handler accepts every pending connection and drains every client, which is what
+//! edge-triggered readiness requires anyway.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use mio::event::Event;
+use mio::net::{UnixListener, UnixStream};
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use crate::clock::ClockType;
+use crate::config::IcountShift;
+use crate::iothread::{HandlerAction, IoHandler};
+use crate::machine::Machine;
+use crate::runstate::{ExitReason, ExitStatus};
+use crate::timer::TimerListGroup;
+
+/// First line sent to every monitor (QEMU: `QEMU 7.2.0 monitor - type 'help' for more
+/// information`).
+pub const BANNER: &str = "vcpulab monitor - type 'help' for more information";
+
+/// The prompt written before each command is read (QEMU: `(qemu) `).
+pub const PROMPT: &str = "(vcpulab) ";
+
+/// Longest accepted command line in bytes; longer input is discarded with an error.
+pub const MAX_LINE: usize = 4096;
+
+/// Unsent reply bytes above which a Unix client's input is no longer read.
+const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Where the monitor listens (`--monitor`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MonitorSpec {
+    /// Commands on stdin, replies on stderr.
+    Stdio,
+    /// A Unix socket listening at the path.
+    Unix(PathBuf),
+}
+
+impl FromStr for MonitorSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stdio" => Ok(MonitorSpec::Stdio),
+            _ => match s.strip_prefix("unix:") {
+                Some("") => Err("--monitor unix:PATH needs a path".into()),
+                Some(p) => Ok(MonitorSpec::Unix(PathBuf::from(p))),
+                None => Err(format!("--monitor {s}: expected stdio or unix:PATH")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for MonitorSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MonitorSpec::Stdio => f.write_str("stdio"),
+            MonitorSpec::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl serde::Serialize for MonitorSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl MonitorSpec {
+    /// Parses a `--monitor` argument and checks what can be checked before the machine
+    /// starts (a `unix:` PATH that exists must be a socket). The error is one line.
+    pub fn from_cli(s: &str) -> Result<MonitorSpec, String> {
+        let spec: MonitorSpec = s.parse()?;
+        if let MonitorSpec::Unix(p) = &spec {
+            check_socket_path(p).map_err(|e| format!("--monitor {spec}: {e}"))?;
+        }
+        Ok(spec)
+    }
+}
+
+/// Fails if `path` exists and is not a socket (a symbolic link counts as "not a socket").
+fn check_socket_path(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_socket() => Ok(()),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "exists and is not a socket",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the iothread handler for `spec`, serving `vm`.
+pub fn handler<V: Vm + Send + Sync + 'static>(
+    spec: &MonitorSpec,
+    vm: Arc<V>,
+) -> io::Result<Box<dyn IoHandler>> {
+    Ok(match spec {
+        MonitorSpec::Stdio => Box::new(StdioMonitor::new(vm, Box::new(io::stderr()))),
+        MonitorSpec::Unix(p) => Box::new(
+            UnixMonitor::bind(p, vm)
+                .map_err(|e| io::Error::new(e.kind(), format!("--monitor {spec}: {e}")))?,
+        ),
+    })
+}
+
+/// The icount state shown by `info clocks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcountInfo {
+    /// Current shift (one instruction lasts `2^shift` ns).
+    pub shift: u32,
+    /// Whether the shift is adaptive (`shift=auto`).
+    pub auto: bool,
+    /// Bias in ns (`qemu_icount_bias`).
+    pub bias: i64,
+    /// Instructions counted so far, over all vCPUs (`icount_get_raw`).
+    pub raw: i64,
+}
+
+/// What the monitor needs from a machine; implemented by [`Machine`] (and by fakes in
+/// tests).
+pub trait Vm {
+    /// Stops the machine and returns once it is stopped (QEMU's `vm_stop`).
+    fn pause(&self);
+    /// Resumes the machine (QEMU's `vm_start`).
+    fn resume(&self);
+    /// Whether the machine is paused.
+    fn is_paused(&self) -> bool;
+    /// Whether a shutdown was requested (the machine is going away).
+    fn shutdown_requested(&self) -> bool;
+    /// Current value of `clock` in ns.
+    fn clock_ns(&self, clock: ClockType) -> i64;
+    /// The icount state, under icount.
+    fn icount(&self) -> Option<IcountInfo>;
+    /// The timer lists.
+    fn timers(&self) -> &TimerListGroup;
+    /// Requests shutdown with reason `quit`, exit status 0, and wakes every vCPU.
+    fn quit(&self);
+}
+
+impl Vm for Machine {
+    fn pause(&self) {
+        Machine::pause(self);
+    }
+
+    fn resume(&self) {
+        Machine::resume(self);
+    }
+
+    fn is_paused(&self) -> bool {
+        Machine::is_paused(self)
+    }
+
+    fn shutdown_requested(&self) -> bool {
+        self.run.shutdown_requested()
+    }
+
+    fn clock_ns(&self, clock: ClockType) -> i64 {
+        self.clocks.get_ns(clock)
+    }
+
+    fn icount(&self) -> Option<IcountInfo> {
+        let ic = self.icount.as_ref()?;
+        Some(IcountInfo {
+            shift: ic.shift(),
+            auto: self
+                .config
+                .icount
+                .is_some_and(|c| c.shift == IcountShift::Auto),
+            bias: ic.bias(),
+            raw: ic.get_raw(),
+        })
+    }
+
+    fn timers(&self) -> &TimerListGroup {
+        &self.timers
+    }
+
+    fn quit(&self) {
+        self.run.request_shutdown(ExitStatus {
+            reason: ExitReason::Quit,
+            code: 0,
+        });
+        self.kick_all();
+    }
+}
+
+/// A parsed monitor command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `help`: the command list.
+    Help,
+    /// `info` or `help info`: the `info` subcommands.
+    InfoHelp,
+    /// `stop`.
+    Stop,
+    /// `cont`.
+    Cont,
+    /// `info status`.
+    InfoStatus,
+    /// `info clocks`.
+    InfoClocks,
+    /// `info timers`.
+    InfoTimers,
+    /// `quit`.
+    Quit,
+}
+
+/// QEMU's reply to arguments a command does not take.
+const EXTRANEOUS: &str = "Error: extraneous characters at the end of line";
+
+/// Parses one line: `Ok(None)` for an empty line, `Err(message)` for a line that is not a
+/// command.
+pub fn parse(line: &str) -> Result<Option<Command>, String> {
+    let line = line.trim();
+    let mut words = line.split_whitespace();
+    let Some(name) = words.next() else {
+        return Ok(None);
+    };
+    let unknown = || format!("unknown command: '{line}'");
+    let (cmd, takes_sub) = match name {
+        "help" | "?" => (Command::Help, true),
+        "stop" | "s" => (Command::Stop, false),
+        "cont" | "c" => (Command::Cont, false),
+        "quit" | "q" => (Command::Quit, false),
+        "info" => (Command::InfoHelp, true),
+        _ => return Err(unknown()),
+    };
+    let sub = words.next();
+    if words.next().is_some() || (!takes_sub && sub.is_some()) {
+        return Err(EXTRANEOUS.into());
+    }
+    Ok(Some(match (cmd, sub) {
+        (c, None) => c,
+        (Command::Help, Some("info")) => Command::InfoHelp,
+        (Command::Help, Some(_)) => return Err(unknown()),
+        (_, Some("status")) => Command::InfoStatus,
+        (_, Some("clocks")) => Command::InfoClocks,
+        (_, Some("timers")) => Command::InfoTimers,
+        (_, Some(_)) => return Err(unknown()),
+    }))
+}
+
+/// What a command produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// Text to show, each line ending in `\n` (empty for `stop`, `cont`, `quit`).
+    pub text: String,
+    /// The command was `quit`: no further prompt.
+    pub quit: bool,
+}
+
+const HELP: &str = "\
+cont|c  -- resume emulation
+help|? [cmd]  -- show the help
+info [subcommand]  -- show various information about the system state
+quit|q  -- quit the emulator
+stop|s  -- stop emulation
+";
+
+const INFO_HELP: &str = "\
+info clocks  -- show the clocks in ns (and the icount state)
+info status  -- show the current VM status (running|paused)
+info timers  -- show the pending timers of each clock
+";
+
+/// Runs `cmd` on `vm`.
+pub fn execute(vm: &dyn Vm, cmd: Command) -> Reply {
+    let text = match cmd {
+        Command::Help => HELP.to_string(),
+        Command::InfoHelp => INFO_HELP.to_string(),
+        Command::Stop => {
+            vm.pause();
+            String::new()
+        }
+        Command::Cont => {
+            vm.resume();
+            String::new()
+        }
+        Command::InfoStatus => format_status(vm),
+        Command::InfoClocks => format_clocks(vm),
+        Command::InfoTimers => format_timers(vm),
+        Command::Quit => {
+            vm.quit();
+            return Reply {
+                text: String::new(),
+                quit: true,
+            };
+        }
+    };
+    Reply { text, quit: false }
+}
+
+/// Parses and runs one line; errors become the reply's text.
+pub fn handle_line(vm: &dyn Vm, line: &str) -> Reply {
+    match parse(line) {
+        Ok(None) => Reply::default(),
+        Ok(Some(cmd)) => execute(vm, cmd),
+        Err(e) => Reply {
+            text: e + "\n",
+            quit: false,
+        },
+    }
+}
+
+/// `info status`, worded as QEMU's `hmp_info_status` (`paused (shutdown)` once a shutdown
+/// was requested, like QEMU's `shutdown` run state).
+pub fn format_status(vm: &dyn Vm) -> String {
+    let status = if vm.shutdown_requested() {
+        "paused (shutdown)"
+    } else if vm.is_paused() {
+        "paused"
+    } else {
+        "running"
+    };
+    format!("VM status: {status}\n")
+}
+
+/// `info clocks`: one line per clock (`NAME  VALUE ns`, in QEMU's enum order), then the
+/// icount line (`icount     off`, or the shift, bias and raw instruction count).
+pub fn format_clocks(vm: &dyn Vm) -> String {
+    let mut s = String::new();
+    for c in ClockType::ALL {
+        let _ = writeln!(s, "{:<11}{} ns", c.name(), vm.clock_ns(c));
+    }
+    match vm.icount() {
+        None => s.push_str("icount     off\n"),
+        Some(ic) => {
+            let _ = writeln!(
+                s,
+                "icount     shift {}{}, bias {} ns, raw {} instructions",
+                ic.shift,
+                if ic.auto { " (auto)" } else { "" },
+                ic.bias,
+                ic.raw
+            );
+        }
+    }
+    s
+}
+
+/// `info timers`: one line per clock with the number of pending timers and, if any, the
+/// head's expiry and its distance from the clock's current value.
+pub fn format_timers(vm: &dyn Vm) -> String {
+    let mut s = String::new();
+    for c in ClockType::ALL {
+        let list = vm.timers().get(c);
+        let _ = write!(s, "{:<11}{} pending", c.name(), list.pending_count());
+        if let Some(expire) = list.next_expiry() {
+            let d = expire.saturating_sub(vm.clock_ns(c));
+            if d >= 0 {
+                let _ = write!(s, ", next expiry {expire} ns (in {d} ns)");
+            } else {
+                let _ = write!(
+                    s,
+                    ", next expiry {expire} ns (expired {} ns ago)",
+                    d.unsigned_abs()
+                );
+            }
+        }
+        if !list.is_enabled() {
+            s.push_str(", clock disabled");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The line discipline of one monitor connection: splits input into lines and turns each
+/// into its reply followed by a prompt.
+#[derive(Debug, Default)]
+struct Session {
+    input: Vec<u8>,
+    quit: bool,
+}
+
+impl Session {
+    /// The banner and the first prompt.
+    fn greeting() -> Vec<u8> {
+        format!("{BANNER}\n{PROMPT}").into_bytes()
+    }
+
+    /// Consumes `data`, runs every complete line and returns what to send back.
+    fn feed(&mut self, vm: &dyn Vm, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.quit {
+            return out;
+        }
+        self.input.extend_from_slice(data);
+        while let Some(nl) = self.input.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.input.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line[..nl]);
+            let reply = handle_line(vm, &line);
+            out.extend_from_slice(reply.text.as_bytes());
+            if reply.quit {
+                self.quit = true;
+                self.input.clear();
+                return out;
+            }
+            out.extend_from_slice(PROMPT.as_bytes());
+        }
+        if self.input.len() > MAX_LINE {
+            self.input.clear();
+            let _ = write!(out, "Error: line longer than {MAX_LINE} bytes\n{PROMPT}");
+        }
+        out
+    }
+
+    /// End of input: a last line without a newline still counts.
+    fn finish(&mut self, vm: &dyn Vm) -> Vec<u8> {
+        if self.input.is_empty() {
+            return Vec::new();
+        }
+        self.feed(vm, b"\n")
+    }
+}
+
+/// Where `--monitor stdio` reads from.
+enum StdinSource {
+    /// File descriptor 0, registered with the poller directly.
+    Fd,
+    /// A pipe filled by a helper thread (stdin that epoll refuses).
+    Pipe(mio::unix::pipe::Receiver),
+}
+
+/// `--monitor stdio`: commands from standard input, replies to `out` (standard error in
+/// the binary). See the module documentation.
+pub struct StdioMonitor<V> {
+    vm: Arc<V>,
+    out: Box<dyn Write + Send>,
+    input: StdinSource,
+    session: Session,
+}
+
+impl<V> std::fmt::Debug for StdioMonitor<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioMonitor")
+            .field("pipe", &matches!(self.input, StdinSource::Pipe(_)))
+            .finish()
+    }
+}
+
+impl<V: Vm + Send + Sync + 'static> StdioMonitor<V> {
+    /// A monitor reading standard input and writing replies to `out`.
+    pub fn new(vm: Arc<V>, out: Box<dyn Write + Send>) -> Self {
+        StdioMonitor {
+            vm,
+            out,
+            input: StdinSource::Fd,
+            session: Session::default(),
+        }
+    }
+
+    fn send(&mut self, data: &[u8]) {
+        if !data.is_empty() {
+            let _ = self.out.write_all(data);
+            let _ = self.out.flush();
+        }
+    }
+
+    /// Reads what stdin has without blocking; returns the data and whether it ended.
+    fn read_available(&mut self) -> (Vec<u8>, bool) {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 1024];
+        match &mut self.input {
+            StdinSource::Fd => {
+                let stdin = io::stdin();
+                let fd = stdin.as_fd();
+                loop {
+                    // One read per "readable" answer from a zero-timeout poll: fd 0 stays
+                    // blocking, yet no read blocks (a hang-up also reads without blocking).
+                    let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+                    match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO) {
+                        Ok(0) => return (data, false),
+                        Ok(_) => {}
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        Err(_) => return (data, true),
+                    }
+                    match nix::unistd::read(fd, &mut buf) {
+                        Ok(0) => return (data, true),
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                        Err(nix::errno::Errno::EINTR) => {}
+                        Err(nix::errno::Errno::EAGAIN) => return (data, false),
+                        Err(_) => return (data, true),
+                    }
+                }
+            }
+            StdinSource::Pipe(rx) => loop {
+                match rx.read(&mut buf) {
+                    Ok(0) => return (data, true),
+                    Ok(n) => data.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (data, false),
+                    Err(_) => return (data, true),
+                }
+            },
+        }
+    }
+}
+
+/// Copies standard input into a pipe until either ends (helper for stdin epoll refuses).
+fn spawn_stdin_copier() -> io::Result<mio::unix::pipe::Receiver> {
+    let (tx, rx) = mio::unix::pipe::new()?;
+    tx.set_nonblocking(false)?;
+    std::thread::Builder::new()
+        .name("monitor-stdin".into())
+        .spawn(move || {
+            let mut tx = tx;
+            let mut stdin = io::stdin();
+            let mut buf = [0u8; 1024];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if tx.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+impl<V: Vm + Send + Sync + 'static> IoHandler for StdioMonitor<V> {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let fd = io::stdin().as_raw_fd();
+        match registry.register(&mut SourceFd(&fd), token, Interest::READABLE) {
+            Ok(()) => self.input = StdinSource::Fd,
+            // EPERM: a regular file or /dev/null, which epoll does not poll.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                let mut rx = spawn_stdin_copier()?;
+                registry.register(&mut rx, token, Interest::READABLE)?;
+                self.input = StdinSource::Pipe(rx);
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("--monitor stdio: standard input: {e}"),
+                ));
+            }
+        }
+        self.send(&Session::greeting());
+        Ok(())
+    }
+
+    fn ready(&mut self, _event: &Event) -> HandlerAction {
+        let (data, eof) = self.read_available();
+        let mut out = self.session.feed(&*self.vm, &data);
+        if eof {
+            out.extend(self.session.finish(&*self.vm));
+        }
+        self.send(&out);
+        if eof {
+            HandlerAction::Remove
+        } else {
+            HandlerAction::Continue
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match &mut self.input {
+            StdinSource::Fd => registry.deregister(&mut SourceFd(&io::stdin().as_raw_fd())),
+            StdinSource::Pipe(rx) => registry.deregister(rx),
+        }
+    }
+}
+
+/// One connection to a [`UnixMonitor`].
+struct Client {
+    stream: UnixStream,
+    session: Session,
+    /// Bytes not yet written (the peer is slow to read).
+    out: Vec<u8>,
+    /// The peer closed its writing side: close once `out` is written.
+    read_done: bool,
+    /// The connection failed or is finished: drop it.
+    dead: bool,
+}
+
+impl Client {
+    fn flush(&mut self) {
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(0) => {
+                    self.dead = true;
+                    return;
+                }
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.dead = true;
+                    return;
+                }
+            }
+        }
+        if self.read_done {
+            self.dead = true;
+        }
+    }
+
+    fn serve(&mut self, vm: &dyn Vm) {
+        let mut buf = [0u8; 1024];
+        self.flush();
+        // Stop reading from a client that does not read its replies (back-pressure); its
+        // next writable event resumes the reading.
+        while !self.read_done && !self.dead && self.out.len() < OUT_HIGH_WATER {
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.read_done = true;
+                    let out = self.session.finish(vm);
+                    self.out.extend(out);
+                }
+                Ok(n) => {
+                    let out = self.session.feed(vm, &buf[..n]);
+                    self.out.extend(out);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => self.dead = true,
+            }
+            // Write as we go, so that a client that pipelines many commands without
+            // reading does not grow `out` without bound (beyond the socket buffer).
+            self.flush();
+        }
+        self.flush();
+    }
+}
+
+/// `--monitor unix:PATH`: a listening Unix socket; see the module documentation.
+pub struct UnixMonitor<V> {
+    vm: Arc<V>,
+    path: PathBuf,
+    /// (device, inode) of the socket file it bound, to remove only that one.
+    ident: (u64, u64),
+    listener: UnixListener,
+    clients: Vec<Client>,
+    registry: Option<(Registry, Token)>,
+}
+
+impl<V> std::fmt::Debug for UnixMonitor<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnixMonitor")
+            .field("path", &self.path)
+            .field("clients", &self.clients.len())
+            .finish()
+    }
+}
+
+impl<V: Vm + Send + Sync + 'static> UnixMonitor<V> {
+    /// Listens at `path`: a stale socket there is removed; anything else there is refused.
+    pub fn bind(path: &Path, vm: Arc<V>) -> io::Result<Self> {
+        check_socket_path(path)?;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = UnixListener::bind(path)?;
+        let md = std::fs::symlink_metadata(path)?;
+        Ok(UnixMonitor {
+            vm,
+            path: path.to_path_buf(),
+            ident: (md.dev(), md.ino()),
+            listener,
+            clients: Vec::new(),
+            registry: None,
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn accept_all(&mut self) {
+        let Some((registry, token)) = &self.registry else {
+            return;
+        };
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let r = registry.register(
+                        &mut stream,
+                        *token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    if let Err(e) = r {
+                        eprintln!("vcpulab: monitor: cannot serve a connection: {e}");
+                        continue;
+                    }
+                    self.clients.push(Client {
+                        stream,
+                        session: Session::default(),
+                        out: Session::greeting(),
+                        read_done: false,
+                        dead: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // E.g. EMFILE: the pending connection stays queued; retried on the next
+                    // event.
+                    eprintln!("vcpulab: monitor: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<V: Vm + Send + Sync + 'static> IoHandler for UnixMonitor<V> {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.listener, token, Interest::READABLE)?;
+        self.registry = Some((registry.try_clone()?, token));
+        Ok(())
+    }
+
+    fn ready(&mut self, _event: &Event) -> HandlerAction {
+        self.accept_all();
+        for c in &mut self.clients {
+            c.serve(&*self.vm);
+        }
+        let registry = self.registry.as_ref().map(|(r, _)| r);
+        self.clients.retain_mut(|c| {
+            if c.dead {
+                if let Some(r) = registry {
+                    let _ = r.deregister(&mut c.stream);
+                }
+            }
+            !c.dead
+        });
+        HandlerAction::Continue
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        for c in &mut self.clients {
+            let _ = registry.deregister(&mut c.stream);
+        }
+        registry.deregister(&mut self.listener)
+    }
+}
+
+impl<V> Drop for UnixMonitor<V> {
+    fn drop(&mut self) {
+        if let Ok(md) = std::fs::symlink_metadata(&self.path) {
+            if md.file_type().is_socket() && (md.dev(), md.ino()) == self.ident {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The atomics of the fake machine are plain flags and counters read back on the test
+    //! thread; their orderings protect no other data.
+    use super::*;
+    use crate::clock::ClockType;
+    use crate::iothread::{IoThread, IoThreadConfig};
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// A machine whose clocks read fixed values (VIRTUAL freezes while paused).
+    struct Fake {
+        paused: AtomicBool,
+        quit: AtomicBool,
+        pauses: AtomicUsize,
+        icount: Option<IcountInfo>,
+        timers: TimerListGroup,
+    }
+
+    impl Fake {
+        fn new(icount: Option<IcountInfo>) -> Fake {
+            Fake {
+                paused: AtomicBool::new(false),
+                quit: AtomicBool::new(false),
+                pauses: AtomicUsize::new(0),
+                icount,
+                timers: TimerListGroup::new(),
+            }
+        }
+    }
+
+    impl Vm for Fake {
+        fn pause(&self) {
+            self.pauses.fetch_add(1, Ordering::Relaxed);
+            self.paused.store(true, Ordering::Relaxed);
+        }
+        fn resume(&self) {
+            self.paused.store(false, Ordering::Relaxed);
+        }
+        fn is_paused(&self) -> bool {
+            self.paused.load(Ordering::Relaxed)
+        }
+        fn shutdown_requested(&self) -> bool {
+            self.quit.load(Ordering::Relaxed)
+        }
+        fn clock_ns(&self, clock: ClockType) -> i64 {
+            match clock {
+                ClockType::Realtime => 1_000,
+                ClockType::Virtual => 2_000,
+                ClockType::Host => 3_000,
+                ClockType::VirtualRt => 4_000,
+            }
+        }
+        fn icount(&self) -> Option<IcountInfo> {
+            self.icount
+        }
+        fn timers(&self) -> &TimerListGroup {
+            &self.timers
+        }
+        fn quit(&self) {
+            self.quit.store(true, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn parse_commands_and_aliases() {
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse("  \t "), Ok(None));
+        assert_eq!(parse("help"), Ok(Some(Command::Help)));
+        assert_eq!(parse("?"), Ok(Some(Command::Help)));
+        assert_eq!(parse("help info"), Ok(Some(Command::InfoHelp)));
+        assert_eq!(parse("info"), Ok(Some(Command::InfoHelp)));
+        assert_eq!(parse(" stop "), Ok(Some(Command::Stop)));
+        assert_eq!(parse("s"), Ok(Some(Command::Stop)));
+        assert_eq!(parse("cont"), Ok(Some(Command::Cont)));
+        assert_eq!(parse("c\r"), Ok(Some(Command::Cont)));
+        assert_eq!(parse("quit"), Ok(Some(Command::Quit)));
+        assert_eq!(parse("q"), Ok(Some(Command::Quit)));
+        assert_eq!(parse("info status"), Ok(Some(Command::InfoStatus)));
+        assert_eq!(parse("info   clocks"), Ok(Some(Command::InfoClocks)));
+        assert_eq!(parse("info timers"), Ok(Some(Command::InfoTimers)));
+    }
+
+    #[test]
+    fn parse_errors() {
+        assert_eq!(parse("bogus"), Err("unknown command: 'bogus'".into()));
+        assert_eq!(
+            parse("  info bogus "),
+            Err("unknown command: 'info bogus'".into())
+        );
+        assert_eq!(parse("help me"), Err("unknown command: 'help me'".into()));
+        assert_eq!(parse("stop now"), Err(EXTRANEOUS.into()));
+        assert_eq!(parse("info status now"), Err(EXTRANEOUS.into()));
+        assert_eq!(parse("STOP"), Err("unknown command: 'STOP'".into()));
+    }
+
+    #[test]
+    fn spec_parsing() {
+        assert_eq!("stdio".parse(), Ok(MonitorSpec::Stdio));
+        assert_eq!(
+            "unix:/tmp/m.sock".parse(),
+            Ok(MonitorSpec::Unix("/tmp/m.sock".into()))
+        );
+        assert!("unix:".parse::<MonitorSpec>().is_err());
+        let e = "bogus".parse::<MonitorSpec>().unwrap_err();
+        assert!(!e.contains('\n') && e.contains("bogus"), "{e}");
+        assert_eq!(
+            MonitorSpec::Unix("/x".into()).to_string(),
+            "unix:/x".to_string()
+        );
+        assert_eq!(
+            serde_json::to_string(&MonitorSpec::Stdio).unwrap(),
+            "\"stdio\""
+        );
+    }
+
+    #[test]
+    fn from_cli_refuses_a_non_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let e = MonitorSpec::from_cli(&format!("unix:{}", file.display())).unwrap_err();
+        assert!(e.contains("not a socket"), "{e}");
+        assert!(file.exists(), "a non-socket must not be removed");
+        let free = dir.path().join("free.sock");
+        assert_eq!(
+            MonitorSpec::from_cli(&format!("unix:{}", free.display())),
+            Ok(MonitorSpec::Unix(free))
+        );
+    }
+
+    #[test]
+    fn status_stop_cont_quit() {
+        let vm = Fake::new(None);
+        assert_eq!(handle_line(&vm, "info status").text, "VM status: running\n");
+        let r = handle_line(&vm, "stop");
+        assert_eq!(r, Reply::default());
+        assert!(vm.is_paused());
+        assert_eq!(handle_line(&vm, "info status").text, "VM status: paused\n");
+        assert_eq!(handle_line(&vm, "c"), Reply::default());
+        assert!(!vm.is_paused());
+        let r = handle_line(&vm, "quit");
+        assert!(r.quit && r.text.is_empty());
+        assert!(vm.quit.load(Ordering::Relaxed));
+        assert_eq!(
+            handle_line(&vm, "info status").text,
+            "VM status: paused (shutdown)\n"
+        );
+    }
+
+    #[test]
+    fn unknown_and_help_replies() {
+        let vm = Fake::new(None);
+        assert_eq!(handle_line(&vm, "xyz").text, "unknown command: 'xyz'\n");
+        assert_eq!(handle_line(&vm, "").text, "");
+        let help = handle_line(&vm, "help").text;
+        for c in ["cont|c", "stop|s", "quit|q", "info [subcommand]", "help|?"] {
+            assert!(help.contains(c), "{help}");
+        }
+        let info = handle_line(&vm, "info").text;
+        for c in ["info status", "info clocks", "info timers"] {
+            assert!(info.contains(c), "{info}");
+        }
+    }
+
+    #[test]
+    fn clocks_format() {
+        let vm = Fake::new(None);
+        assert_eq!(
+            format_clocks(&vm),
+            "realtime   1000 ns\nvirtual    2000 ns\nhost       3000 ns\n\
+             virtual_rt 4000 ns\nicount     off\n"
+        );
+        let vm = Fake::new(Some(IcountInfo {
+            shift: 3,
+            auto: true,
+            bias: -5,
+            raw: 250,
+        }));
+        assert!(
+            format_clocks(&vm)
+                .ends_with("icount     shift 3 (auto), bias -5 ns, raw 250 instructions\n")
+        );
+    }
+
+    #[test]
+    fn timers_format() {
+        let vm = Fake::new(None);
+        assert_eq!(
+            format_timers(&vm),
+            "realtime   0 pending\nvirtual    0 pending\nhost       0 pending\n\
+             virtual_rt 0 pending\n"
+        );
+        let v = vm.timers.get(ClockType::Virtual);
+        let a = v.new_timer(|| {});
+        let b = v.new_timer(|| {});
+        a.modify(2_500);
+        b.modify(9_000);
+        let r = vm.timers.get(ClockType::Realtime).new_timer(|| {});
+        r.modify(400);
+        vm.timers.get(ClockType::Host).set_enabled(false);
+        let s = format_timers(&vm);
+        assert!(
+            s.contains("virtual    2 pending, next expiry 2500 ns (in 500 ns)\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("realtime   1 pending, next expiry 400 ns (expired 600 ns ago)\n"),
+            "{s}"
+        );
+        assert!(s.contains("host       0 pending, clock disabled\n"), "{s}");
+    }
+
+    #[test]
+    fn session_splits_lines_and_prompts() {
+        let vm = Fake::new(None);
+        let mut s = Session::default();
+        assert!(s.feed(&vm, b"info sta").is_empty());
+        let out = String::from_utf8(s.feed(&vm, b"tus\r\n\nstop\n")).unwrap();
+        assert_eq!(
+            out,
+            format!("VM status: running\n{PROMPT}{PROMPT}{PROMPT}"),
+            "{out}"
+        );
+        assert!(vm.is_paused());
+        // A last line without a newline runs at end of input; nothing after quit.
+        let out = String::from_utf8(s.feed(&vm, b"q\ninfo status\n")).unwrap();
+        assert_eq!(out, "");
+        assert!(s.finish(&vm).is_empty());
+        let mut s = Session::default();
+        s.feed(&vm, b"cont");
+        assert_eq!(String::from_utf8(s.finish(&vm)).unwrap(), PROMPT);
+        assert!(!vm.is_paused());
+    }
+
+    #[test]
+    fn session_discards_overlong_lines() {
+        let vm = Fake::new(None);
+        let mut s = Session::default();
+        let out = String::from_utf8(s.feed(&vm, &vec![b'x'; MAX_LINE + 1])).unwrap();
+        assert!(out.starts_with("Error: line longer than"), "{out}");
+        let out = String::from_utf8(s.feed(&vm, b"info status\n")).unwrap();
+        assert!(out.starts_with("VM status: running"), "{out}");
+    }
+
+    /// Reads from `r` until the text read ends with the prompt.
+    fn until_prompt(r: &mut impl BufRead) -> String {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !got.ends_with(PROMPT.as_bytes()) {
+            assert!(Instant::now() < deadline, "no prompt: {got:?}");
+            let buf = r.fill_buf().expect("read");
+            assert!(!buf.is_empty(), "EOF: {got:?}");
+            let n = buf.len();
+            got.extend_from_slice(buf);
+            r.consume(n);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    #[test]
+    fn unix_monitor_serves_concurrent_clients_and_removes_its_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mon.sock");
+        // A stale socket file is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let vm = Arc::new(Fake::new(None));
+        let mon = UnixMonitor::bind(&path, vm.clone()).unwrap();
+        assert_eq!(mon.path(), path);
+        let clocks = Arc::new(crate::clock::Clocks::new());
+        let io = IoThread::spawn(
+            clocks,
+            Arc::new(TimerListGroup::new()),
+            IoThreadConfig {
+                handlers: vec![Box::new(mon)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let connect = || {
+            let s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = io::BufReader::new(s.try_clone().unwrap());
+            let banner = until_prompt(&mut r);
+            assert_eq!(banner, format!("{BANNER}\n{PROMPT}"));
+            (s, r)
+        };
+        let (mut a, mut ra) = connect();
+        let (mut b, mut rb) = connect();
+        a.write_all(b"stop\n").unwrap();
+        assert_eq!(until_prompt(&mut ra), PROMPT);
+        b.write_all(b"info status\n").unwrap();
+        assert_eq!(
+            until_prompt(&mut rb),
+            format!("VM status: paused\n{PROMPT}")
+        );
+        // Pipelined commands, then a half-close: replies still arrive, then EOF.
+        b.write_all(b"cont\ninfo status\nbogus").unwrap();
+        b.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = String::new();
+        rb.read_to_string(&mut rest).unwrap();
+        assert_eq!(
+            rest,
+            format!("{PROMPT}VM status: running\n{PROMPT}unknown command: 'bogus'\n{PROMPT}")
+        );
+        drop((a, ra));
+        // A third client after the others left.
+        let (mut c, mut rc) = connect();
+        c.write_all(b"quit\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !vm.quit.load(Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "quit not seen");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(vm.pauses.load(Ordering::Relaxed), 1);
+        io.stop();
+        let mut tail = String::new();
+        rc.read_to_string(&mut tail).unwrap();
+        assert_eq!(tail, "", "no prompt after quit");
+        assert!(!path.exists(), "socket file removed on drop");
+    }
+
+    #[test]
+    fn unix_monitor_back_pressure_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bp.sock");
+        let mon = UnixMonitor::bind(&path, Arc::new(Fake::new(None))).unwrap();
+        let io = IoThread::spawn(
+            Arc::new(crate::clock::Clocks::new()),
+            Arc::new(TimerListGroup::new()),
+            IoThreadConfig {
+                handlers: vec![Box::new(mon)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        const N: usize = 20_000;
+        let mut w = s.try_clone().unwrap();
+        // Replies (~1 MB) far exceed the socket buffers and the high-water mark while the
+        // writer keeps sending.
+        let writer = std::thread::spawn(move || {
+            for _ in 0..N {
+                w.write_all(b"info status\n").unwrap();
+            }
+            w.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut all = String::new();
+        (&s).read_to_string(&mut all).unwrap();
+        writer.join().unwrap();
+        assert_eq!(all.matches("VM status: running\n").count(), N);
+        assert_eq!(all.matches(PROMPT).count(), N + 1);
+        io.stop();
+    }
+
+    #[test]
+    fn unix_monitor_refuses_a_non_socket_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain");
+        std::fs::write(&path, b"keep me").unwrap();
+        let e = UnixMonitor::bind(&path, Arc::new(Fake::new(None))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+        let Err(e) = handler(&MonitorSpec::Unix(path), Arc::new(Fake::new(None))) else {
+            panic!("a regular file was accepted as a socket path");
+        };
+        assert!(e.to_string().contains("not a socket"), "{e}");
+    }
+
+    #[test]
+    fn socket_file_replaced_by_another_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sock");
+        let mon = UnixMonitor::bind(&path, Arc::new(Fake::new(None))).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let other = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(mon);
+        assert!(path.exists(), "someone else's socket survives");
+        drop(other);
+    }
+}
