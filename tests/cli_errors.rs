@@ -1,0 +1,282 @@
+//! Bad input gives one clear line on stderr and exit status 2 — never a
+//! panic or a backtrace; a guest that spins ends at `--timeout` with 124.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{guest, run_with_limit, vcpulab_bin};
+
+fn run(args: &[&str]) -> common::RunOut {
+    let mut cmd = Command::new(vcpulab_bin());
+    cmd.args(args);
+    run_with_limit(cmd, Duration::from_secs(30))
+}
+
+/// Exit status 2, a single `vcpulab: ...` line containing every `needle`.
+fn assert_bad_input(args: &[&str], needles: &[&str]) {
+    let r = run(args);
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert_eq!(
+        r.code,
+        Some(2),
+        "{args:?}: expected exit 2, got {:?}; stderr: {err}",
+        r.code
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{args:?}: panic: {err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: stderr lacks {n:?}: {err}");
+    }
+    assert!(r.stdout.is_empty(), "{args:?}: unexpected stdout");
+    // clap's usage errors add a usage line and a hint; ours are one line.
+    if err.starts_with("vcpulab:") {
+        assert_eq!(lines.len(), 1, "{args:?}: expected one line: {err}");
+    }
+}
+
+fn tmpfile(name: &str, data: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vcpulab-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+/// A minimal ELF64 header with the given class, data encoding, machine and
+/// type, one PT_LOAD segment at `paddr` of `size` bytes.
+fn elf(class: u8, data: u8, machine: u16, ty: u16, paddr: u64, size: u64) -> Vec<u8> {
+    let mut v = vec![0u8; 0x78];
+    v[0..4].copy_from_slice(b"\x7fELF");
+    v[4] = class;
+    v[5] = data;
+    v[6] = 1;
+    v[16..18].copy_from_slice(&ty.to_le_bytes());
+    v[18..20].copy_from_slice(&machine.to_le_bytes());
+    v[20..24].copy_from_slice(&1u32.to_le_bytes());
+    v[24..32].copy_from_slice(&paddr.to_le_bytes()); // e_entry
+    v[32..40].copy_from_slice(&0x40u64.to_le_bytes()); // e_phoff
+    v[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    v[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    v[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    let ph = 0x40;
+    v[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    v[ph + 4..ph + 8].copy_from_slice(&7u32.to_le_bytes());
+    v[ph + 8..ph + 16].copy_from_slice(&0u64.to_le_bytes()); // p_offset
+    v[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes());
+    v[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
+    v[ph + 32..ph + 40].copy_from_slice(&0x78u64.to_le_bytes()); // p_filesz
+    v[ph + 40..ph + 48].copy_from_slice(&size.to_le_bytes()); // p_memsz
+    v
+}
+
+#[test]
+fn missing_kernel() {
+    assert_bad_input(
+        &["run", "--kernel", "/nonexistent/k.elf"],
+        &["/nonexistent/k.elf", "cannot read"],
+    );
+}
+
+#[test]
+fn kernel_is_a_directory() {
+    let d = std::env::temp_dir();
+    assert_bad_input(&["run", "--kernel", d.to_str().unwrap()], &["cannot read"]);
+}
+
+#[test]
+fn not_an_elf() {
+    let p = tmpfile("text.elf", b"hello, this is not an ELF file\n");
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap()],
+        &["text.elf", "not an ELF"],
+    );
+    let p = tmpfile("empty.elf", b"");
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap()],
+        &["empty.elf", "not an ELF"],
+    );
+}
+
+#[test]
+fn elf_for_another_machine_or_class() {
+    let p = tmpfile("x86.elf", &elf(2, 1, 62, 2, 0x8000_0000, 0x1000));
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap()],
+        &["x86.elf", "RISC-V"],
+    );
+    let mut e32 = elf(2, 1, 243, 2, 0x8000_0000, 0x1000);
+    e32[4] = 1;
+    let p = tmpfile("rv32.elf", &e32);
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap()],
+        &["rv32.elf", "32-bit"],
+    );
+    let p = tmpfile("be.elf", &elf(2, 2, 243, 2, 0x8000_0000, 0x1000));
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap()],
+        &["be.elf", "big-endian"],
+    );
+    let p = tmpfile("rel.elf", &elf(2, 1, 243, 1, 0x8000_0000, 0x1000));
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap()],
+        &["rel.elf", "executable"],
+    );
+    // A truncated header.
+    let p = tmpfile("trunc.elf", &elf(2, 1, 243, 2, 0x8000_0000, 0x1000)[..30]);
+    assert_bad_input(&["run", "--kernel", p.to_str().unwrap()], &["trunc.elf"]);
+}
+
+#[test]
+fn segments_outside_ram() {
+    let p = tmpfile("low.elf", &elf(2, 1, 243, 2, 0x1000_0000, 0x1000));
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap()],
+        &["low.elf", "outside RAM", "0x10000000"],
+    );
+    let p = tmpfile("high.elf", &elf(2, 1, 243, 2, 0x8000_0000, 0x1000_0000));
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap(), "--memory", "64M"],
+        &["high.elf", "outside RAM"],
+    );
+}
+
+#[test]
+fn bad_options() {
+    let hello = guest("hello");
+    let k = hello.to_str().unwrap();
+    assert_bad_input(&["run", "--kernel", k, "--bogus"], &["--bogus"]);
+    assert_bad_input(&["frobnicate"], &["frobnicate"]);
+    assert_bad_input(
+        &["run", "--kernel", k, "--memory", "12X"],
+        &["12X", "suffix"],
+    );
+    assert_bad_input(&["run", "--kernel", k, "--memory", "lots"], &["lots"]);
+    assert_bad_input(
+        &["run", "--kernel", k, "--memory", "1K"],
+        &["--memory", "at least 2M"],
+    );
+    assert_bad_input(&["run", "--kernel", k, "--smp", "0"], &["--smp 0"]);
+    assert_bad_input(&["run", "--kernel", k, "--smp", "x"], &["--smp"]);
+    assert_bad_input(&["run", "--kernel", k, "--timeout=-1"], &["--timeout"]);
+    assert_bad_input(&["run", "--kernel", k, "--timeout", "0"], &["--timeout"]);
+    assert_bad_input(&["run", "--kernel", k, "--param", "nope=1"], &["nope"]);
+    assert_bad_input(&["run", "--kernel", k, "--param", "iters=abc"], &["abc"]);
+    assert_bad_input(
+        &["run", "--kernel", k, "--iothread-timer", "sleepy"],
+        &["sleepy"],
+    );
+}
+
+#[test]
+fn bad_icount_options() {
+    let hello = guest("hello");
+    let k = hello.to_str().unwrap();
+    assert_bad_input(
+        &["run", "--kernel", k, "--icount", "shift=11"],
+        &["shift=11", "0..=10"],
+    );
+    assert_bad_input(&["run", "--kernel", k, "--icount", "shift=-1"], &["shift"]);
+    assert_bad_input(
+        &["run", "--kernel", k, "--icount", "shift=1,frob=on"],
+        &["frob"],
+    );
+    assert_bad_input(
+        &["run", "--kernel", k, "--icount", "shift=1,sleep=maybe"],
+        &["maybe"],
+    );
+    assert_bad_input(
+        &[
+            "run",
+            "--kernel",
+            k,
+            "--icount",
+            "shift=1,align=on,sleep=off",
+        ],
+        &["align=on", "sleep=off"],
+    );
+    assert_bad_input(
+        &["run", "--kernel", k, "--icount", "shift=auto,align=on"],
+        &["shift=auto", "align=on"],
+    );
+    assert_bad_input(&["run", "--kernel", k, "--icount", "sleep=off"], &["shift"]);
+}
+
+#[test]
+fn spinning_guest_times_out_with_its_progress() {
+    let spin = guest("spin");
+    let r = run(&[
+        "run",
+        "--kernel",
+        spin.to_str().unwrap(),
+        "--timeout",
+        "0.5",
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert_eq!(r.code, Some(124), "stderr: {err}");
+    assert_eq!(r.text(), "spinning\n");
+    assert!(
+        err.contains("timeout") && err.contains("instructions") && err.contains("pc 0x"),
+        "{err}"
+    );
+    // The instruction count is reported and is large: the guest was running.
+    let n: u64 = err
+        .split_whitespace()
+        .skip_while(|w| *w != "executed")
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no instruction count in: {err}"));
+    assert!(n > 1000, "{err}");
+}
+
+#[test]
+fn stats_report_has_the_schema_fields() {
+    let dir = std::env::temp_dir().join(format!("vcpulab-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.json");
+    let hello = guest("hello");
+    let r = run(&[
+        "run",
+        "--kernel",
+        hello.to_str().unwrap(),
+        "--stats",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["exit"]["reason"], "finisher_pass");
+    assert_eq!(v["exit"]["code"], 0);
+    assert!(v["wall_ns"].as_u64().unwrap() > 0);
+    let total = v["instructions"]["total"].as_u64().unwrap();
+    assert!(total > 100);
+    assert_eq!(v["instructions"]["per_vcpu"][0].as_u64().unwrap(), total);
+    assert!(v["host"]["cores"].as_u64().unwrap() >= 1);
+    assert!(v["config"]["machine"]["memory"].as_u64().unwrap() == 128 << 20);
+    assert!(v["timers"]["lateness_ns"]["count"].is_u64());
+    assert!(v["vm_clock_ns"].is_i64());
+    assert!(v["icount"].is_null());
+    // Under icount: the shift and its changes.
+    let r = run(&[
+        "run",
+        "--kernel",
+        hello.to_str().unwrap(),
+        "--icount",
+        "shift=4,sleep=off",
+        "--stats",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["icount"]["shift"], 4);
+    assert_eq!(v["icount"]["shift_changes"][0][1], 4);
+    // VIRTUAL = instructions << shift (bias 0: no idle time).
+    let total = v["instructions"]["total"].as_i64().unwrap();
+    assert_eq!(v["vm_clock_ns"].as_i64().unwrap(), total << 4);
+}
