@@ -9,13 +9,18 @@ mod common;
 use common::{guest, qemu, run_qemu, run_vcpulab};
 use std::time::Duration;
 
-const SHIFTS: [u32; 5] = [0, 1, 3, 7, 10];
+const SHIFTS: [u32; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 const QEMU_LIMIT: Duration = Duration::from_secs(30);
 const VCPULAB_LIMIT: Duration = Duration::from_secs(60);
 
 /// Run `name` for every shift and every parameter set; collect all mismatches
 /// and fail once with all of them, so a single run shows the whole picture.
 fn check(name: &str, param_sets: &[&[(usize, u64)]]) {
+    check_with(name, param_sets, &SHIFTS, &[]);
+}
+
+/// As [`check`], for the given shifts and with extra vcpulab arguments.
+fn check_with(name: &str, param_sets: &[&[(usize, u64)]], shifts: &[u32], extra: &[&str]) {
     let Some(qemu) = qemu() else { return };
     let elf = guest(name);
     assert!(
@@ -25,7 +30,7 @@ fn check(name: &str, param_sets: &[&[(usize, u64)]]) {
     );
     let mut failures = Vec::new();
     for &params in param_sets {
-        for shift in SHIFTS {
+        for &shift in shifts {
             let icount = format!("shift={shift},sleep=off");
             let q = run_qemu(&qemu, &elf, &["-icount", &icount], params, QEMU_LIMIT);
             assert!(
@@ -36,10 +41,12 @@ fn check(name: &str, param_sets: &[&[(usize, u64)]]) {
                 q.text(),
                 String::from_utf8_lossy(&q.stderr)
             );
-            let v = run_vcpulab(&elf, &["--icount", &icount], params, VCPULAB_LIMIT);
+            let mut args = vec!["--icount", icount.as_str()];
+            args.extend_from_slice(extra);
+            let v = run_vcpulab(&elf, &args, params, VCPULAB_LIMIT);
             if v.stdout != q.stdout || v.code != q.code {
                 failures.push(format!(
-                    "=== {name} params={params:?} icount {icount}: qemu code={:?}, vcpulab code={:?} timed_out={}\n\
+                    "=== {name} params={params:?} icount {icount} {extra:?}: qemu code={:?}, vcpulab code={:?} timed_out={}\n\
                      --- qemu ---\n{}--- vcpulab ---\n{}--- vcpulab stderr ---\n{}",
                     q.code,
                     v.code,
@@ -55,7 +62,7 @@ fn check(name: &str, param_sets: &[&[(usize, u64)]]) {
         failures.is_empty(),
         "{} of {} icount runs differ from QEMU:\n{}",
         failures.len(),
-        param_sets.len() * SHIFTS.len(),
+        param_sets.len() * shifts.len(),
         failures.join("\n")
     );
 }
@@ -82,4 +89,22 @@ fn mtime_mmio() {
 #[test]
 fn wfi_sleep() {
     check("wfi_sleep", &[&[], &[(2, 7), (1, 3)], &[(2, 1000), (1, 1)]]);
+}
+
+/// The same timing guests with VIRTUAL timers handed off to the iothread
+/// (`--icount-timers iothread`): just as exact.
+#[test]
+fn timers_handed_to_the_iothread_are_exact() {
+    for name in ["timer_landing", "wfi_sleep", "rdtime_delta"] {
+        check_with(name, &[&[]], &[0, 3, 10], &["--icount-timers", "iothread"]);
+    }
+}
+
+/// The functional guests print the same bytes under icount too (their
+/// interrupts land at the same instructions).
+#[test]
+fn functional_guests_under_icount() {
+    for name in ["hello", "trap_tour", "timer_irq", "wfi_wake", "smc", "mmio"] {
+        check_with(name, &[&[]], &[0, 4, 10], &[]);
+    }
 }
