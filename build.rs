@@ -5,6 +5,13 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=.git/HEAD");
+    // A commit moves the branch ref, not HEAD: watch those too.
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(r) = head.strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=.git/{}", r.trim());
+        }
+    }
+    println!("cargo:rerun-if-changed=.git/packed-refs");
     let wanted = [
         "parking_lot",
         "parking_lot_core",

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod randprog;
+pub mod randtime;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -157,24 +157,24 @@ const CSR_MCAUSE: u32 = 0x342;
 const CSR_MTVAL: u32 = 0x343;
 const CSR_MHARTID: u32 = 0xf14;
 
-fn r_type(f7: u32, rs2: u8, rs1: u8, f3: u32, rd: u8, op: u32) -> u32 {
+pub fn r_type(f7: u32, rs2: u8, rs1: u8, f3: u32, rd: u8, op: u32) -> u32 {
     f7 << 25 | (rs2 as u32) << 20 | (rs1 as u32) << 15 | f3 << 12 | (rd as u32) << 7 | op
 }
-fn i_type(imm: i64, rs1: u8, f3: u32, rd: u8, op: u32) -> u32 {
+pub fn i_type(imm: i64, rs1: u8, f3: u32, rd: u8, op: u32) -> u32 {
     assert!((-2048..=2047).contains(&imm), "I imm {imm}");
     ((imm as u32) & 0xfff) << 20 | (rs1 as u32) << 15 | f3 << 12 | (rd as u32) << 7 | op
 }
-fn s_type(imm: i64, rs2: u8, rs1: u8, f3: u32, op: u32) -> u32 {
+pub fn s_type(imm: i64, rs2: u8, rs1: u8, f3: u32, op: u32) -> u32 {
     assert!((-2048..=2047).contains(&imm), "S imm {imm}");
     let imm = imm as u32 & 0xfff;
     (imm >> 5) << 25 | (rs2 as u32) << 20 | (rs1 as u32) << 15 | f3 << 12 | (imm & 0x1f) << 7 | op
 }
-fn b_imm(off: i64) -> u32 {
+pub fn b_imm(off: i64) -> u32 {
     assert!(off % 2 == 0 && (-4096..4096).contains(&off), "B off {off}");
     let o = off as u32;
     ((o >> 12) & 1) << 31 | ((o >> 5) & 0x3f) << 25 | ((o >> 1) & 0xf) << 8 | ((o >> 11) & 1) << 7
 }
-fn j_imm(off: i64) -> u32 {
+pub fn j_imm(off: i64) -> u32 {
     assert!(
         off % 2 == 0 && (-(1 << 20)..(1 << 20)).contains(&off),
         "J off {off}"
@@ -186,7 +186,7 @@ fn j_imm(off: i64) -> u32 {
         | ((o >> 12) & 0xff) << 12
 }
 /// Split a 32-bit signed PC-relative offset into (hi20 for AUIPC/LUI, lo12).
-fn hi_lo(off: i64) -> (u32, i64) {
+pub fn hi_lo(off: i64) -> (u32, i64) {
     assert!((-(1i64 << 31)..(1i64 << 31) - 0x800).contains(&off));
     let lo = ((off & 0xfff) ^ 0x800) - 0x800;
     let hi = ((off - lo) >> 12) as u32 & 0xf_ffff;
