@@ -148,6 +148,10 @@ pub fn load_elf(path: &Path, data: &[u8], ram: &Ram) -> Result<LoadedKernel, Loa
             });
         };
         ram.write_bytes(off, bytes);
+        // .bss: zero explicitly, so a reload on reset clears it too.
+        for i in bytes.len() as u64..memsz {
+            ram.store(off + i, 1, 0);
+        }
         low = low.min(addr);
         high = high.max(end);
         any = true;

@@ -70,6 +70,13 @@ pub struct Machine {
     pub bql: Bql,
     /// What the loader loaded.
     pub kernel: LoadedKernel,
+    /// The kernel image, reloaded on reset as QEMU reloads its ROM blobs.
+    kernel_image: (std::path::PathBuf, Vec<u8>),
+    /// Number of vCPUs halted in `wfi` (icount moves VIRTUAL by itself only
+    /// when all are).
+    pub halted: std::sync::atomic::AtomicUsize,
+    /// Serialises the icount idle warp.
+    pub warp: parking_lot::Mutex<()>,
 }
 
 impl Machine {
@@ -148,6 +155,9 @@ impl Machine {
             uart,
             bql: Bql::new(),
             kernel,
+            kernel_image: (path, data),
+            halted: Default::default(),
+            warp: Default::default(),
         };
         Ok((Arc::new(m), parkers))
     }
@@ -181,6 +191,11 @@ impl Machine {
         for r in self.bus.regions() {
             r.dev.reset();
         }
+        // QEMU's rom_reset writes the ELF segments (and zero-fills their
+        // .bss) and the `-device loader` data again.
+        let (path, data) = &self.kernel_image;
+        let _ = loader::load_elf(path, data, &self.ram);
+        let _ = loader::write_params(&self.ram, &self.config.params);
     }
 
     /// Stop the machine (QEMU's `vm_stop`): every vCPU leaves guest code at
@@ -194,6 +209,9 @@ impl Machine {
         self.kick_all();
         self.run.wait_parked(self.cpus.len());
         self.clocks.stop();
+        // As `pause_all_vcpus` does: no VIRTUAL deadline while stopped, so
+        // the iothread does not keep waking for a frozen clock.
+        self.timers.get(ClockType::Virtual).set_enabled(false);
     }
 
     /// Resume after [`Machine::pause`] (QEMU's `vm_start`): VIRTUAL resumes
@@ -203,6 +221,7 @@ impl Machine {
             return;
         }
         self.clocks.start();
+        self.timers.get(ClockType::Virtual).set_enabled(true);
         self.run.request_pause(false);
         self.kick_all();
     }

@@ -22,7 +22,7 @@
 //!    added to VIRTUAL (QEMU's warp); without icount it parks until kicked.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::sync::Parker;
@@ -52,8 +52,11 @@ pub struct VcpuStats {
     pub kicks: u64,
     /// TB cache flushes.
     pub tb_flushes: u64,
-    /// VIRTUAL timer callbacks run by this thread (icount).
+    /// VIRTUAL timer callbacks run at this vCPU's deadlines (icount), by
+    /// the vCPU thread or, after a hand-off, by the iothread.
     pub timers_run: u64,
+    /// Hand-offs of VIRTUAL timers to the iothread.
+    pub handoffs: u64,
     /// pc when the thread ended.
     pub pc: u64,
     /// Real-time cost of each VIRTUAL-timer hand-off to the iothread, in ns
@@ -84,6 +87,8 @@ fn align_clocks(m: &Machine) {
 struct Handoff {
     timer: Option<Timer>,
     done: Arc<AtomicBool>,
+    /// VIRTUAL callbacks the iothread ran for this vCPU's hand-offs.
+    ran: Arc<AtomicU64>,
 }
 
 impl Handoff {
@@ -92,15 +97,18 @@ impl Handoff {
             return Handoff {
                 timer: None,
                 done: Arc::new(AtomicBool::new(true)),
+                ran: Arc::default(),
             };
         }
         let done = Arc::new(AtomicBool::new(true));
-        let (m2, d2) = (m.clone(), done.clone());
+        let ran = Arc::new(AtomicU64::new(0));
+        let (m2, d2, r2) = (m.clone(), done.clone(), ran.clone());
         let timer = m.timers.get(ClockType::Realtime).new_timer(move || {
             // The iothread runs its timers under the BQL already.
             let vlist = m2.timers.get(ClockType::Virtual);
             let now = m2.clocks.get_ns(ClockType::Virtual);
-            vlist.run_expired(now, &mut |_| {});
+            let n = vlist.run_expired(now, &mut |_| {});
+            r2.fetch_add(n as u64, Ordering::Relaxed);
             // Release: the timers' effects (mip bits, device state) are
             // visible to the vCPU once it sees `done`.
             d2.store(true, Ordering::Release);
@@ -109,11 +117,12 @@ impl Handoff {
         Handoff {
             timer: Some(timer),
             done,
+            ran,
         }
     }
 
     /// If the VIRTUAL deadline is reached, hand the timers to the iothread
-    /// and wait until it has run them. Returns 1 if a hand-off happened.
+    /// and wait until it has run them. Returns the VIRTUAL callbacks run.
     fn run_if_due(&self, m: &Machine, parker: &Parker, stats: &mut VcpuStats) -> usize {
         let Some(timer) = &self.timer else { return 0 };
         // A hand-off still in flight (the vCPU left its wait for a pause):
@@ -127,7 +136,9 @@ impl Handoff {
         }
         let t0 = Instant::now();
         self.done.store(false, Ordering::Relaxed);
-        timer.modify(0);
+        // Due now: the iothread's lateness histogram then shows the
+        // hand-off's wake-up latency.
+        timer.modify(m.clocks.get_ns(ClockType::Realtime));
         if !self.wait(m, parker) {
             return 0;
         }
@@ -135,7 +146,8 @@ impl Handoff {
             .handoff_ns
             .get_or_insert_with(|| Histogram::new(3).expect("valid sigfig"));
         let _ = h.record(t0.elapsed().as_nanos() as u64);
-        1
+        stats.handoffs += 1;
+        self.ran.swap(0, Ordering::Relaxed) as usize
     }
 
     /// Wait until the iothread has run the handed-off timers. Returns false
@@ -197,6 +209,7 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
         if halted {
             if h.has_work() {
                 halted = false;
+                m.halted.fetch_sub(1, Ordering::AcqRel);
             } else {
                 idle_wait(&m, &parker);
                 continue;
@@ -226,6 +239,7 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
             Exit::Halt => {
                 stats.halts += 1;
                 halted = true;
+                m.halted.fetch_add(1, Ordering::AcqRel);
             }
         }
     }
@@ -267,9 +281,22 @@ fn idle_wait(m: &Machine, parker: &Parker) {
         return;
     }
     let icc = m.icount.as_ref().expect("icount");
+    // VIRTUAL only moves on by itself when every vCPU is idle (QEMU's
+    // `all_cpu_threads_idle`); otherwise the running ones advance it and
+    // kick this one when its interrupt comes.
+    if m.halted.load(Ordering::Acquire) < m.cpus.len() {
+        parker.park_timeout(Duration::from_millis(10));
+        return;
+    }
     if !ic.sleep {
-        // sleep=off: time jumps straight to the next deadline.
-        icc.add_bias(d);
+        // sleep=off: time jumps straight to the next deadline. The warp lock
+        // makes the check and the jump one step: of several idle vCPUs only
+        // the first jumps, the others then see a deadline of 0.
+        let _w = m.warp.lock();
+        let d = vlist.deadline_ns(m.clocks.get_ns(ClockType::Virtual));
+        if d > 0 {
+            icc.add_bias(d);
+        }
         return;
     }
     // sleep=on: idle time follows real time (QEMU's warp timer on

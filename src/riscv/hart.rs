@@ -825,7 +825,7 @@ impl Hart {
             MIE => self.st.mie = v & MIE_MASK,
             MTVEC if v & 3 < 2 => self.st.mtvec = v,
             MSCRATCH => self.st.mscratch = v,
-            MEPC => self.st.mepc = v & !3,
+            MEPC => self.st.mepc = v,
             MCAUSE => self.st.mcause = v,
             MTVAL => self.st.mtval = v,
             MCOUNTINHIBIT => self.st.mcountinhibit = v & !2,
