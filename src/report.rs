@@ -92,7 +92,7 @@ pub struct RunReport {
     pub schema: u32,
     /// How the run ended.
     pub exit: ExitStatus,
-    /// Wall time from the first guest instruction to shutdown.
+    /// Wall time from just before the vCPU threads start to shutdown.
     pub wall_ns: u64,
     /// VIRTUAL at the end.
     pub vm_clock_ns: i64,

@@ -720,7 +720,7 @@ impl Hart {
                     return Ok(false);
                 }
                 if misaligned {
-                    return Err((cause::LOAD_MISALIGNED, addr));
+                    return Err((self.amo_misaligned_cause(), addr));
                 }
                 // QEMU: a compare-and-swap at the SC's width against the
                 // value the LR loaded (its low `width` bytes); rd = 0 only if
@@ -749,7 +749,7 @@ impl Hart {
             }
             _ => {
                 if misaligned {
-                    return Err((cause::LOAD_MISALIGNED, addr));
+                    return Err((self.amo_misaligned_cause(), addr));
                 }
                 let op = AmoOp::from_u8((d.imm >> 8) as u8);
                 let old = match m.ram.offset(addr, width) {
@@ -769,6 +769,18 @@ impl Hart {
                 self.st.x[d.rd as usize] = sext(old);
                 Ok(true)
             }
+        }
+    }
+
+    /// The cause of a misaligned AMO or SC, as QEMU 7.2 reports it: with
+    /// parallel vCPUs (MTTCG: more than one hart, no icount) TCG's real atomic
+    /// access probes for a store (cause 6); with one vCPU thread it emulates
+    /// the AMO as a load then a store, and the load faults first (cause 4).
+    fn amo_misaligned_cause(&self) -> u64 {
+        if self.m.cpus.len() > 1 && self.m.icount.is_none() {
+            cause::STORE_MISALIGNED
+        } else {
+            cause::LOAD_MISALIGNED
         }
     }
 
