@@ -18,28 +18,35 @@
 //! atomic sizes on the same location, so there is no `unsafe` here at all.
 //!
 //! # Self-modifying code
-//! Each 4 KiB RAM page has a "holds translated code" flag. The translator sets
-//! it before it reads a page; a store into a flagged page clears the flag and
-//! bumps the global code generation, which every vCPU compares at each TB lookup
-//! (and the storing vCPU ends its TB), so a store over code that has run is seen
-//! by the next instruction fetch, as in QEMU.
+//! Each 64-byte line of RAM has a "holds translated code" bit (one `AtomicU64`
+//! of bits per 4 KiB page). The translator sets the bit of every line it reads
+//! before reading it; a store into a flagged line clears the bit and bumps the
+//! global code generation, which every vCPU compares at each TB lookup (and the
+//! storing vCPU ends its TB), so a store over code that has run is seen by the
+//! next instruction fetch, as in QEMU. Lines rather than pages, because small
+//! guests keep their variables on the same page as their code: with per-page
+//! flags every store to such a variable would throw all translations away
+//! (QEMU too tracks written ranges, not whole pages).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::devices::MmioDevice;
 
 /// Guest physical base address of RAM (QEMU `virt`: `VIRT_DRAM`).
 pub const RAM_BASE: u64 = 0x8000_0000;
 
-/// Page size used for code tracking.
+/// Page size: one word of code-line bits per page.
 pub const PAGE_SHIFT: u32 = 12;
+/// Code is tracked in lines of 64 bytes.
+pub const LINE_SHIFT: u32 = 6;
 
 /// Guest RAM: `size` bytes at [`RAM_BASE`], shared by every vCPU thread.
 pub struct Ram {
     words: Box<[AtomicU64]>,
     size: u64,
-    code_pages: Box<[AtomicU8]>,
+    /// One bit per 64-byte line, 64 lines (one 4 KiB page) per word.
+    code_lines: Box<[AtomicU64]>,
     /// Bumped whenever a page holding translated code is written.
     code_gen: AtomicU64,
 }
@@ -49,11 +56,11 @@ impl Ram {
     pub fn new(size: u64) -> Ram {
         assert!(size % (1 << PAGE_SHIFT) == 0 && size > 0);
         let words = (0..size / 8).map(|_| AtomicU64::new(0)).collect();
-        let code_pages = (0..size >> PAGE_SHIFT).map(|_| AtomicU8::new(0)).collect();
+        let code_lines = (0..size >> PAGE_SHIFT).map(|_| AtomicU64::new(0)).collect();
         Ram {
             words,
             size,
-            code_pages,
+            code_lines,
             code_gen: AtomicU64::new(0),
         }
     }
@@ -132,17 +139,32 @@ impl Ram {
 
     #[inline(always)]
     fn note_write(&self, off: u64, len: u64) -> bool {
-        let p0 = off >> PAGE_SHIFT;
-        let p1 = (off + len - 1) >> PAGE_SHIFT;
+        let last = off + len - 1;
         let mut hit = false;
-        for p in p0..=p1 {
-            // Relaxed fast-path read: a flag set concurrently by a translator is
-            // ordered by the translator itself (it sets the flag before reading
-            // the code; see `mark_code`).
-            if self.code_pages[p as usize].load(Ordering::Relaxed) != 0 {
-                self.code_pages[p as usize].store(0, Ordering::Relaxed);
-                // SeqCst: pairs with the fence in `mark_code` so that either the
-                // translator sees this store's bytes or we see its flag.
+        for page in (off >> PAGE_SHIFT)..=(last >> PAGE_SHIFT) {
+            let word = &self.code_lines[page as usize];
+            // Relaxed fast-path read: a bit set concurrently by a translator
+            // is ordered by the translator itself (it sets the bit, then
+            // fences, then reads the code; see `mark_code`).
+            let bits = word.load(Ordering::Relaxed);
+            if bits == 0 {
+                continue;
+            }
+            let lo = if page == off >> PAGE_SHIFT {
+                (off >> LINE_SHIFT) & 63
+            } else {
+                0
+            };
+            let hi = if page == last >> PAGE_SHIFT {
+                (last >> LINE_SHIFT) & 63
+            } else {
+                63
+            };
+            let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+            if bits & mask != 0 {
+                word.fetch_and(!mask, Ordering::Relaxed);
+                // SeqCst: pairs with the fence in `mark_code` so that either
+                // the translator sees this store's bytes or we see its bit.
                 self.code_gen.fetch_add(1, Ordering::SeqCst);
                 hit = true;
             }
@@ -150,12 +172,17 @@ impl Ram {
         hit
     }
 
-    /// Mark the page containing `off` as holding translated code. Called by the
-    /// translator *before* it reads instructions from that page.
+    /// Mark the line containing `off` as holding translated code. Called by
+    /// the translator *before* it reads instructions from that line.
     pub fn mark_code(&self, off: u64) {
-        self.code_pages[(off >> PAGE_SHIFT) as usize].store(1, Ordering::Relaxed);
-        // SeqCst fence: a store that races with translation either sees the flag
-        // (and bumps the generation) or happened before our reads of the code.
+        let bit = 1u64 << ((off >> LINE_SHIFT) & 63);
+        let word = &self.code_lines[(off >> PAGE_SHIFT) as usize];
+        if word.load(Ordering::Relaxed) & bit == 0 {
+            word.fetch_or(bit, Ordering::Relaxed);
+        }
+        // SeqCst fence: a store that races with translation either sees the
+        // bit (and bumps the generation) or happened before our reads of the
+        // code.
         std::sync::atomic::fence(Ordering::SeqCst);
     }
 
@@ -348,10 +375,20 @@ mod tests {
         let g0 = ram.code_gen();
         assert!(!ram.store(100, 4, 1));
         ram.mark_code(100);
-        assert!(ram.store(104, 4, 1));
+        // A store to another line of the same page leaves translations alone.
+        assert!(!ram.store(200, 4, 1));
+        assert!(!ram.store(60, 4, 1));
+        assert_eq!(ram.code_gen(), g0);
+        // A store that touches the code's line, even by one byte, does not.
+        assert!(ram.store(62, 4, 1));
         assert!(ram.code_gen() > g0);
-        // The flag is cleared: the next write is cheap again.
+        // The bit is cleared: the next write is cheap again.
         assert!(!ram.store(108, 4, 1));
+        // Lines at the end of a page and a store across two pages.
+        ram.mark_code(4095);
+        assert!(ram.store(4094, 4, 1));
+        ram.mark_code(4096);
+        assert!(ram.store(4094, 4, 1));
     }
 
     #[test]

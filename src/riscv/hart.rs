@@ -362,288 +362,327 @@ impl Hart {
         let insns = &insns[..n];
         let st = &mut self.st;
         let m = &*self.m;
-        for (i, &d) in insns.iter().enumerate() {
-            let x = &mut st.x;
-            let rs1 = x[d.rs1 as usize];
-            let rs2 = x[d.rs2 as usize];
-            let rd = d.rd as usize;
-            match d.op {
-                Op::Addi => x[rd] = rs1.wrapping_add(d.imm as u64),
-                Op::Add => x[rd] = rs1.wrapping_add(rs2),
-                Op::Sub => x[rd] = rs1.wrapping_sub(rs2),
-                Op::Lui => x[rd] = d.imm as u64,
-                Op::Auipc => x[rd] = (base + 4 * i as u64).wrapping_add(d.imm as u64),
-                Op::Slti => x[rd] = ((rs1 as i64) < d.imm) as u64,
-                Op::Sltiu => x[rd] = (rs1 < d.imm as u64) as u64,
-                Op::Xori => x[rd] = rs1 ^ d.imm as u64,
-                Op::Ori => x[rd] = rs1 | d.imm as u64,
-                Op::Andi => x[rd] = rs1 & d.imm as u64,
-                Op::Slli => x[rd] = rs1 << d.imm,
-                Op::Srli => x[rd] = rs1 >> d.imm,
-                Op::Srai => x[rd] = ((rs1 as i64) >> d.imm) as u64,
-                Op::Sll => x[rd] = rs1 << (rs2 & 63),
-                Op::Slt => x[rd] = ((rs1 as i64) < (rs2 as i64)) as u64,
-                Op::Sltu => x[rd] = (rs1 < rs2) as u64,
-                Op::Xor => x[rd] = rs1 ^ rs2,
-                Op::Srl => x[rd] = rs1 >> (rs2 & 63),
-                Op::Sra => x[rd] = ((rs1 as i64) >> (rs2 & 63)) as u64,
-                Op::Or => x[rd] = rs1 | rs2,
-                Op::And => x[rd] = rs1 & rs2,
-                Op::Addiw => x[rd] = (rs1 as i32).wrapping_add(d.imm as i32) as i64 as u64,
-                Op::Slliw => x[rd] = ((rs1 as u32) << d.imm) as i32 as i64 as u64,
-                Op::Srliw => x[rd] = ((rs1 as u32) >> d.imm) as i32 as i64 as u64,
-                Op::Sraiw => x[rd] = ((rs1 as i32) >> d.imm) as i64 as u64,
-                Op::Addw => x[rd] = (rs1 as i32).wrapping_add(rs2 as i32) as i64 as u64,
-                Op::Subw => x[rd] = (rs1 as i32).wrapping_sub(rs2 as i32) as i64 as u64,
-                Op::Sllw => x[rd] = ((rs1 as u32) << (rs2 & 31)) as i32 as i64 as u64,
-                Op::Srlw => x[rd] = ((rs1 as u32) >> (rs2 & 31)) as i32 as i64 as u64,
-                Op::Sraw => x[rd] = ((rs1 as i32) >> (rs2 & 31)) as i64 as u64,
-                Op::Mul => x[rd] = rs1.wrapping_mul(rs2),
-                Op::Mulh => x[rd] = ((rs1 as i64 as i128 * rs2 as i64 as i128) >> 64) as u64,
-                Op::Mulhsu => {
-                    x[rd] = ((rs1 as i64 as i128).wrapping_mul(rs2 as u128 as i128) >> 64) as u64
-                }
-                Op::Mulhu => x[rd] = ((rs1 as u128 * rs2 as u128) >> 64) as u64,
-                Op::Div => {
-                    x[rd] = if rs2 == 0 {
-                        u64::MAX
-                    } else {
-                        (rs1 as i64).wrapping_div(rs2 as i64) as u64
+        let tb_len = tb.len as usize;
+        let code_gen = self.tbc.code_gen;
+        // Instructions done by earlier passes of a TB that loops on itself.
+        let mut base_done: u64 = 0;
+        'tb: loop {
+            for (i, &d) in insns.iter().enumerate() {
+                let x = &mut st.x;
+                let rs1 = x[d.rs1 as usize];
+                let rs2 = x[d.rs2 as usize];
+                let rd = d.rd as usize;
+                match d.op {
+                    Op::Addi => x[rd] = rs1.wrapping_add(d.imm as u64),
+                    Op::Add => x[rd] = rs1.wrapping_add(rs2),
+                    Op::Sub => x[rd] = rs1.wrapping_sub(rs2),
+                    Op::Lui => x[rd] = d.imm as u64,
+                    Op::Auipc => x[rd] = (base + 4 * i as u64).wrapping_add(d.imm as u64),
+                    Op::Slti => x[rd] = ((rs1 as i64) < d.imm) as u64,
+                    Op::Sltiu => x[rd] = (rs1 < d.imm as u64) as u64,
+                    Op::Xori => x[rd] = rs1 ^ d.imm as u64,
+                    Op::Ori => x[rd] = rs1 | d.imm as u64,
+                    Op::Andi => x[rd] = rs1 & d.imm as u64,
+                    Op::Slli => x[rd] = rs1 << d.imm,
+                    Op::Srli => x[rd] = rs1 >> d.imm,
+                    Op::Srai => x[rd] = ((rs1 as i64) >> d.imm) as u64,
+                    Op::Sll => x[rd] = rs1 << (rs2 & 63),
+                    Op::Slt => x[rd] = ((rs1 as i64) < (rs2 as i64)) as u64,
+                    Op::Sltu => x[rd] = (rs1 < rs2) as u64,
+                    Op::Xor => x[rd] = rs1 ^ rs2,
+                    Op::Srl => x[rd] = rs1 >> (rs2 & 63),
+                    Op::Sra => x[rd] = ((rs1 as i64) >> (rs2 & 63)) as u64,
+                    Op::Or => x[rd] = rs1 | rs2,
+                    Op::And => x[rd] = rs1 & rs2,
+                    Op::Addiw => x[rd] = (rs1 as i32).wrapping_add(d.imm as i32) as i64 as u64,
+                    Op::Slliw => x[rd] = ((rs1 as u32) << d.imm) as i32 as i64 as u64,
+                    Op::Srliw => x[rd] = ((rs1 as u32) >> d.imm) as i32 as i64 as u64,
+                    Op::Sraiw => x[rd] = ((rs1 as i32) >> d.imm) as i64 as u64,
+                    Op::Addw => x[rd] = (rs1 as i32).wrapping_add(rs2 as i32) as i64 as u64,
+                    Op::Subw => x[rd] = (rs1 as i32).wrapping_sub(rs2 as i32) as i64 as u64,
+                    Op::Sllw => x[rd] = ((rs1 as u32) << (rs2 & 31)) as i32 as i64 as u64,
+                    Op::Srlw => x[rd] = ((rs1 as u32) >> (rs2 & 31)) as i32 as i64 as u64,
+                    Op::Sraw => x[rd] = ((rs1 as i32) >> (rs2 & 31)) as i64 as u64,
+                    Op::Mul => x[rd] = rs1.wrapping_mul(rs2),
+                    Op::Mulh => x[rd] = ((rs1 as i64 as i128 * rs2 as i64 as i128) >> 64) as u64,
+                    Op::Mulhsu => {
+                        x[rd] =
+                            ((rs1 as i64 as i128).wrapping_mul(rs2 as u128 as i128) >> 64) as u64
                     }
-                }
-                Op::Divu => x[rd] = rs1.checked_div(rs2).unwrap_or(u64::MAX),
-                Op::Rem => {
-                    x[rd] = if rs2 == 0 {
-                        rs1
-                    } else {
-                        (rs1 as i64).wrapping_rem(rs2 as i64) as u64
+                    Op::Mulhu => x[rd] = ((rs1 as u128 * rs2 as u128) >> 64) as u64,
+                    Op::Div => {
+                        x[rd] = if rs2 == 0 {
+                            u64::MAX
+                        } else {
+                            (rs1 as i64).wrapping_div(rs2 as i64) as u64
+                        }
                     }
-                }
-                Op::Remu => x[rd] = if rs2 == 0 { rs1 } else { rs1 % rs2 },
-                Op::Mulw => x[rd] = (rs1 as i32).wrapping_mul(rs2 as i32) as i64 as u64,
-                Op::Divw => {
-                    let (a, b) = (rs1 as i32, rs2 as i32);
-                    x[rd] = if b == 0 {
-                        u64::MAX
-                    } else {
-                        a.wrapping_div(b) as i64 as u64
+                    Op::Divu => x[rd] = rs1.checked_div(rs2).unwrap_or(u64::MAX),
+                    Op::Rem => {
+                        x[rd] = if rs2 == 0 {
+                            rs1
+                        } else {
+                            (rs1 as i64).wrapping_rem(rs2 as i64) as u64
+                        }
                     }
-                }
-                Op::Divuw => {
-                    let (a, b) = (rs1 as u32, rs2 as u32);
-                    x[rd] = a
-                        .checked_div(b)
-                        .map_or(u64::MAX, |q| q as i32 as i64 as u64)
-                }
-                Op::Remw => {
-                    let (a, b) = (rs1 as i32, rs2 as i32);
-                    x[rd] = if b == 0 {
-                        a as i64 as u64
-                    } else {
-                        a.wrapping_rem(b) as i64 as u64
+                    Op::Remu => x[rd] = if rs2 == 0 { rs1 } else { rs1 % rs2 },
+                    Op::Mulw => x[rd] = (rs1 as i32).wrapping_mul(rs2 as i32) as i64 as u64,
+                    Op::Divw => {
+                        let (a, b) = (rs1 as i32, rs2 as i32);
+                        x[rd] = if b == 0 {
+                            u64::MAX
+                        } else {
+                            a.wrapping_div(b) as i64 as u64
+                        }
                     }
-                }
-                Op::Remuw => {
-                    let (a, b) = (rs1 as u32, rs2 as u32);
-                    x[rd] = if b == 0 {
-                        a as i32 as i64 as u64
-                    } else {
-                        (a % b) as i32 as i64 as u64
+                    Op::Divuw => {
+                        let (a, b) = (rs1 as u32, rs2 as u32);
+                        x[rd] = a
+                            .checked_div(b)
+                            .map_or(u64::MAX, |q| q as i32 as i64 as u64)
                     }
-                }
-                Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
-                    let taken = match d.op {
-                        Op::Beq => rs1 == rs2,
-                        Op::Bne => rs1 != rs2,
-                        Op::Blt => (rs1 as i64) < (rs2 as i64),
-                        Op::Bge => (rs1 as i64) >= (rs2 as i64),
-                        Op::Bltu => rs1 < rs2,
-                        _ => rs1 >= rs2,
-                    };
-                    let pc = base + 4 * i as u64;
-                    if taken {
+                    Op::Remw => {
+                        let (a, b) = (rs1 as i32, rs2 as i32);
+                        x[rd] = if b == 0 {
+                            a as i64 as u64
+                        } else {
+                            a.wrapping_rem(b) as i64 as u64
+                        }
+                    }
+                    Op::Remuw => {
+                        let (a, b) = (rs1 as u32, rs2 as u32);
+                        x[rd] = if b == 0 {
+                            a as i32 as i64 as u64
+                        } else {
+                            (a % b) as i32 as i64 as u64
+                        }
+                    }
+                    Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
+                        let taken = match d.op {
+                            Op::Beq => rs1 == rs2,
+                            Op::Bne => rs1 != rs2,
+                            Op::Blt => (rs1 as i64) < (rs2 as i64),
+                            Op::Bge => (rs1 as i64) >= (rs2 as i64),
+                            Op::Bltu => rs1 < rs2,
+                            _ => rs1 >= rs2,
+                        };
+                        let pc = base + 4 * i as u64;
+                        if taken {
+                            let t = pc.wrapping_add(d.imm as u64);
+                            if t & 3 != 0 {
+                                st.pc = pc;
+                                return (
+                                    base_done + i as u64,
+                                    Step::Trap(cause::INSN_MISALIGNED, t, false),
+                                );
+                            }
+                            // A TB that branches back to its own start: run it
+                            // again right here while the budget allows a whole
+                            // pass, nobody asked this vCPU to exit and no code
+                            // was modified — the TB-boundary checks of
+                            // `execute`, without its lookup and chaining.
+                            if t == base
+                                && n == tb_len
+                                && limit - base_done - n as u64 >= n as u64
+                                && !self.shared.exit_requested()
+                                && m.ram.code_gen() == code_gen
+                            {
+                                base_done += n as u64;
+                                continue 'tb;
+                            }
+                            st.pc = t;
+                            return (base_done + i as u64 + 1, Step::Jump(1));
+                        }
+                        st.pc = pc + 4;
+                        return (base_done + i as u64 + 1, Step::Jump(0));
+                    }
+                    Op::Jal => {
+                        let pc = base + 4 * i as u64;
                         let t = pc.wrapping_add(d.imm as u64);
                         if t & 3 != 0 {
                             st.pc = pc;
-                            return (i as u64, Step::Trap(cause::INSN_MISALIGNED, t, false));
+                            return (
+                                base_done + i as u64,
+                                Step::Trap(cause::INSN_MISALIGNED, t, false),
+                            );
                         }
+                        x[rd] = pc + 4;
                         st.pc = t;
-                        return (i as u64 + 1, Step::Jump(1));
+                        return (base_done + i as u64 + 1, Step::Jump(0));
                     }
-                    st.pc = pc + 4;
-                    return (i as u64 + 1, Step::Jump(0));
-                }
-                Op::Jal => {
-                    let pc = base + 4 * i as u64;
-                    let t = pc.wrapping_add(d.imm as u64);
-                    if t & 3 != 0 {
-                        st.pc = pc;
-                        return (i as u64, Step::Trap(cause::INSN_MISALIGNED, t, false));
-                    }
-                    x[rd] = pc + 4;
-                    st.pc = t;
-                    return (i as u64 + 1, Step::Jump(0));
-                }
-                Op::Jalr => {
-                    let pc = base + 4 * i as u64;
-                    let t = rs1.wrapping_add(d.imm as u64) & !1;
-                    if t & 3 != 0 {
-                        st.pc = pc;
-                        return (i as u64, Step::Trap(cause::INSN_MISALIGNED, t, false));
-                    }
-                    x[rd] = pc + 4;
-                    st.pc = t;
-                    return (i as u64 + 1, Step::Jump(0));
-                }
-                Op::Lb | Op::Lh | Op::Lw | Op::Ld | Op::Lbu | Op::Lhu | Op::Lwu => {
-                    let addr = rs1.wrapping_add(d.imm as u64);
-                    let len = match d.op {
-                        Op::Lb | Op::Lbu => 1,
-                        Op::Lh | Op::Lhu => 2,
-                        Op::Lw | Op::Lwu => 4,
-                        _ => 8,
-                    };
-                    let raw = match m.ram.offset(addr, len) {
-                        Some(off) => m.ram.load(off, len),
-                        None => {
-                            let pc = base + 4 * i as u64;
+                    Op::Jalr => {
+                        let pc = base + 4 * i as u64;
+                        let t = rs1.wrapping_add(d.imm as u64) & !1;
+                        if t & 3 != 0 {
                             st.pc = pc;
-                            self.retired += i as u64;
-                            self.mmio_accesses += 1;
-                            let extra = 1;
-                            let r = self.mmio_load(addr, len, extra);
-                            self.retired -= i as u64;
-                            let st = &mut self.st;
-                            match r {
-                                Ok(v) => {
-                                    st.x[rd] = extend(d.op, v);
-                                    st.pc = pc + 4;
-                                    return (i as u64 + 1, Step::Io);
-                                }
-                                Err(()) => {
-                                    return (i as u64, Step::Trap(cause::LOAD_ACCESS, addr, false));
+                            return (
+                                base_done + i as u64,
+                                Step::Trap(cause::INSN_MISALIGNED, t, false),
+                            );
+                        }
+                        x[rd] = pc + 4;
+                        st.pc = t;
+                        return (base_done + i as u64 + 1, Step::Jump(0));
+                    }
+                    Op::Lb | Op::Lh | Op::Lw | Op::Ld | Op::Lbu | Op::Lhu | Op::Lwu => {
+                        let addr = rs1.wrapping_add(d.imm as u64);
+                        let len = match d.op {
+                            Op::Lb | Op::Lbu => 1,
+                            Op::Lh | Op::Lhu => 2,
+                            Op::Lw | Op::Lwu => 4,
+                            _ => 8,
+                        };
+                        let raw = match m.ram.offset(addr, len) {
+                            Some(off) => m.ram.load(off, len),
+                            None => {
+                                let pc = base + 4 * i as u64;
+                                st.pc = pc;
+                                self.retired += base_done + i as u64;
+                                self.mmio_accesses += 1;
+                                let extra = 1;
+                                let r = self.mmio_load(addr, len, extra);
+                                self.retired -= base_done + i as u64;
+                                let st = &mut self.st;
+                                match r {
+                                    Ok(v) => {
+                                        st.x[rd] = extend(d.op, v);
+                                        st.pc = pc + 4;
+                                        return (base_done + i as u64 + 1, Step::Io);
+                                    }
+                                    Err(()) => {
+                                        return (
+                                            base_done + i as u64,
+                                            Step::Trap(cause::LOAD_ACCESS, addr, false),
+                                        );
+                                    }
                                 }
                             }
-                        }
-                    };
-                    x[rd] = extend(d.op, raw);
-                }
-                Op::Sb | Op::Sh | Op::Sw | Op::Sd => {
-                    let addr = rs1.wrapping_add(d.imm as u64);
-                    let len = match d.op {
-                        Op::Sb => 1,
-                        Op::Sh => 2,
-                        Op::Sw => 4,
-                        _ => 8,
-                    };
-                    match m.ram.offset(addr, len) {
-                        Some(off) => {
-                            if m.ram.store(off, len, rs2) {
-                                st.pc = base + 4 * (i as u64 + 1);
-                                return (i as u64 + 1, Step::Flush);
-                            }
-                        }
-                        None => {
-                            let pc = base + 4 * i as u64;
-                            st.pc = pc;
-                            self.retired += i as u64;
-                            self.mmio_accesses += 1;
-                            let r = self.mmio_store(addr, len, rs2, 1);
-                            self.retired -= i as u64;
-                            match r {
-                                Ok(()) => {
-                                    self.st.pc = pc + 4;
-                                    return (i as u64 + 1, Step::Io);
+                        };
+                        x[rd] = extend(d.op, raw);
+                    }
+                    Op::Sb | Op::Sh | Op::Sw | Op::Sd => {
+                        let addr = rs1.wrapping_add(d.imm as u64);
+                        let len = match d.op {
+                            Op::Sb => 1,
+                            Op::Sh => 2,
+                            Op::Sw => 4,
+                            _ => 8,
+                        };
+                        match m.ram.offset(addr, len) {
+                            Some(off) => {
+                                if m.ram.store(off, len, rs2) {
+                                    st.pc = base + 4 * (i as u64 + 1);
+                                    return (base_done + i as u64 + 1, Step::Flush);
                                 }
-                                Err(()) => {
-                                    return (
-                                        i as u64,
-                                        Step::Trap(cause::STORE_ACCESS, addr, false),
-                                    );
+                            }
+                            None => {
+                                let pc = base + 4 * i as u64;
+                                st.pc = pc;
+                                self.retired += base_done + i as u64;
+                                self.mmio_accesses += 1;
+                                let r = self.mmio_store(addr, len, rs2, 1);
+                                self.retired -= base_done + i as u64;
+                                match r {
+                                    Ok(()) => {
+                                        self.st.pc = pc + 4;
+                                        return (base_done + i as u64 + 1, Step::Io);
+                                    }
+                                    Err(()) => {
+                                        return (
+                                            i as u64,
+                                            Step::Trap(cause::STORE_ACCESS, addr, false),
+                                        );
+                                    }
                                 }
                             }
                         }
                     }
-                }
-                Op::Fence => {}
-                Op::FenceI => {
-                    st.pc = base + 4 * (i as u64 + 1);
-                    return (i as u64 + 1, Step::Flush);
-                }
-                Op::Ecall | Op::Ebreak | Op::Illegal => {
-                    st.pc = base + 4 * i as u64;
-                    let c = match d.op {
-                        Op::Ecall => cause::ECALL_M,
-                        Op::Ebreak => cause::BREAKPOINT,
-                        _ => cause::ILLEGAL_INSN,
-                    };
-                    // QEMU 7.2: mtval is the instruction word for an illegal
-                    // instruction, 0 for ecall and ebreak.
-                    let tval = if d.op == Op::Illegal {
-                        d.imm as u32 as u64
-                    } else {
-                        0
-                    };
-                    return (i as u64, Step::Trap(c, tval, true));
-                }
-                Op::Mret => {
-                    let st = &mut self.st;
-                    let mpie = st.mstatus & MSTATUS_MPIE != 0;
-                    st.mstatus = MSTATUS_MPIE | if mpie { MSTATUS_MIE } else { 0 };
-                    // QEMU clears the LR reservation on mret too.
-                    st.load_res = u64::MAX;
-                    st.pc = st.mepc;
-                    if st.pc & 3 != 0 {
+                    Op::Fence => {}
+                    Op::FenceI => {
+                        st.pc = base + 4 * (i as u64 + 1);
+                        return (base_done + i as u64 + 1, Step::Flush);
+                    }
+                    Op::Ecall | Op::Ebreak | Op::Illegal => {
                         st.pc = base + 4 * i as u64;
-                        return (i as u64, Step::Trap(cause::INSN_MISALIGNED, 0, false));
+                        let c = match d.op {
+                            Op::Ecall => cause::ECALL_M,
+                            Op::Ebreak => cause::BREAKPOINT,
+                            _ => cause::ILLEGAL_INSN,
+                        };
+                        // QEMU 7.2: mtval is the instruction word for an illegal
+                        // instruction, 0 for ecall and ebreak.
+                        let tval = if d.op == Op::Illegal {
+                            d.imm as u32 as u64
+                        } else {
+                            0
+                        };
+                        return (base_done + i as u64, Step::Trap(c, tval, true));
                     }
-                    return (i as u64 + 1, Step::Io);
-                }
-                Op::Wfi => {
-                    st.pc = base + 4 * (i as u64 + 1);
-                    // QEMU's TB around a wfi runs on past it (see
-                    // `qemu_wfi_tail`), capped by the budget like any TB.
-                    let tail = (d.imm as u64).min(limit - i as u64 - 1);
-                    self.icount_bonus += tail;
-                    return (i as u64 + 1, Step::Halt);
-                }
-                Op::Csr => {
-                    let pc = base + 4 * i as u64;
-                    st.pc = pc;
-                    self.retired += i as u64;
-                    let r = self.csr_op(d, rs1);
-                    self.retired -= i as u64;
-                    return match r {
-                        Ok(()) => {
-                            self.st.pc = pc + 4;
-                            (i as u64 + 1, Step::Io)
+                    Op::Mret => {
+                        let st = &mut self.st;
+                        let mpie = st.mstatus & MSTATUS_MPIE != 0;
+                        st.mstatus = MSTATUS_MPIE | if mpie { MSTATUS_MIE } else { 0 };
+                        // QEMU clears the LR reservation on mret too.
+                        st.load_res = u64::MAX;
+                        st.pc = st.mepc;
+                        if st.pc & 3 != 0 {
+                            st.pc = base + 4 * i as u64;
+                            return (
+                                base_done + i as u64,
+                                Step::Trap(cause::INSN_MISALIGNED, 0, false),
+                            );
                         }
-                        Err(()) => (
-                            i as u64,
-                            Step::Trap(cause::ILLEGAL_INSN, csr_word(d), false),
-                        ),
-                    };
-                }
-                Op::Lr | Op::Sc | Op::Amo => {
-                    let pc = base + 4 * i as u64;
-                    st.pc = pc;
-                    self.retired += i as u64;
-                    let r = self.atomic(d, rs1, rs2);
-                    self.retired -= i as u64;
-                    return match r {
-                        Ok(io) => {
-                            self.st.pc = pc + 4;
-                            // Keep going in a new TB; the TB is ended so that a
-                            // store over code or an I/O access is handled.
-                            (i as u64 + 1, if io { Step::Io } else { Step::Jump(0) })
-                        }
-                        Err((c, tval)) => (i as u64, Step::Trap(c, tval, false)),
-                    };
+                        return (base_done + i as u64 + 1, Step::Io);
+                    }
+                    Op::Wfi => {
+                        st.pc = base + 4 * (i as u64 + 1);
+                        // QEMU's TB around a wfi runs on past it (see
+                        // `qemu_wfi_tail`), capped by the budget like any TB.
+                        let tail = (d.imm as u64).min(limit - base_done - i as u64 - 1);
+                        self.icount_bonus += tail;
+                        return (base_done + i as u64 + 1, Step::Halt);
+                    }
+                    Op::Csr => {
+                        let pc = base + 4 * i as u64;
+                        st.pc = pc;
+                        self.retired += base_done + i as u64;
+                        let r = self.csr_op(d, rs1);
+                        self.retired -= base_done + i as u64;
+                        return match r {
+                            Ok(()) => {
+                                self.st.pc = pc + 4;
+                                (base_done + i as u64 + 1, Step::Io)
+                            }
+                            Err(()) => (
+                                i as u64,
+                                Step::Trap(cause::ILLEGAL_INSN, csr_word(d), false),
+                            ),
+                        };
+                    }
+                    Op::Lr | Op::Sc | Op::Amo => {
+                        let pc = base + 4 * i as u64;
+                        st.pc = pc;
+                        self.retired += base_done + i as u64;
+                        let r = self.atomic(d, rs1, rs2);
+                        self.retired -= base_done + i as u64;
+                        return match r {
+                            Ok(io) => {
+                                self.st.pc = pc + 4;
+                                // Keep going in a new TB; the TB is ended so that a
+                                // store over code or an I/O access is handled.
+                                (
+                                    base_done + i as u64 + 1,
+                                    if io { Step::Io } else { Step::Jump(0) },
+                                )
+                            }
+                            Err((c, tval)) => (base_done + i as u64, Step::Trap(c, tval, false)),
+                        };
+                    }
                 }
             }
+            st.pc = base + 4 * n as u64;
+            return (base_done + n as u64, Step::Next);
         }
-        st.pc = base + 4 * n as u64;
-        (n as u64, Step::Next)
     }
 
     /// Load through the bus (not RAM). `extra` instructions are in flight
