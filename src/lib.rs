@@ -12,21 +12,42 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+// Under `--cfg loom` (the model checks of the kick protocol, see [`sync`]) the
+// crate is reduced to the modules the models use: the rest of it builds on
+// crossbeam's and std's types, not loom's.
+#[cfg(not(loom))]
 pub mod bql;
+#[cfg(not(loom))]
 pub mod clock;
+#[cfg(not(loom))]
 pub mod config;
 pub mod cpu;
+#[cfg(not(loom))]
 pub mod devices;
+#[cfg(not(loom))]
 pub mod host;
+#[cfg(not(loom))]
 pub mod icount;
+#[cfg(not(loom))]
 pub mod iothread;
+#[cfg(not(loom))]
 pub mod loader;
+#[cfg(not(loom))]
 pub mod machine;
+#[cfg(not(loom))]
 pub mod memory;
+#[cfg(not(loom))]
 pub mod monitor;
+#[cfg(not(loom))]
 pub mod report;
+#[cfg(not(loom))]
 pub mod riscv;
+#[cfg(not(loom))]
 pub mod run;
+#[cfg(not(loom))]
 pub mod runstate;
+pub mod sync;
+#[cfg(not(loom))]
 pub mod timer;
+#[cfg(not(loom))]
 pub mod vcpu;
