@@ -66,10 +66,11 @@ pub struct CpuState {
     pub mtval: u64,
     /// `mcountinhibit`.
     pub mcountinhibit: u64,
-    /// `mcycle` = ticks + this offset (written by `csrw mcycle`).
-    pub cycle_offset: i64,
-    /// `minstret` = ticks + this offset.
-    pub instret_offset: i64,
+    /// The PMU counters as QEMU 7.2 keeps them (`PMUCTRState`), indexed by
+    /// counter number (0 = mcycle, 2 = minstret, 3..=31 = mhpmcounterN).
+    pub pmu: [PmuCounter; 32],
+    /// `mhpmevent3..31` (stored, no effect).
+    pub mhpmevent: [u64; 32],
     /// `pmpcfg0..15` storage (not enforced: M-mode with no locked entries).
     pub pmpcfg: [u64; 16],
     /// `pmpaddr0..63` storage.
@@ -93,14 +94,29 @@ impl CpuState {
             mcause: 0,
             mtval: 0,
             mcountinhibit: 0,
-            cycle_offset: 0,
-            instret_offset: 0,
+            pmu: [PmuCounter::default(); 32],
+            mhpmevent: [0; 32],
             pmpcfg: [0; 16],
             pmpaddr: [0; 64],
             load_res: u64::MAX,
             load_val: 0,
         }
     }
+}
+
+/// One PMU counter (QEMU's `PMUCTRState`). mcycle and minstret read
+/// `ticks - prev + val`; the hpm counters read `val`. With the counter's
+/// `mcountinhibit` bit set, a counter that was never started reads `val`
+/// (QEMU 7.2's `riscv_pmu_read_ctr`); writing `mcountinhibit` starts every
+/// counter whose bit is clear, and nothing stops one again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PmuCounter {
+    /// The value last written.
+    pub val: u64,
+    /// The ticks when it was written.
+    pub prev: u64,
+    /// Whether a write of `mcountinhibit` has started it.
+    pub started: bool,
 }
 
 /// A hart: its state, its TB cache, and the machine it runs in.
@@ -850,19 +866,21 @@ impl Hart {
             MCOUNTINHIBIT => st.mcountinhibit,
             MVENDORID | MARCHID | MIMPID | MCONFIGPTR => 0,
             MHARTID => self.id(),
-            MCYCLE | CYCLE => {
-                let off = st.cycle_offset;
-                self.ticks().wrapping_add(off) as u64
-            }
-            MINSTRET | INSTRET => {
-                let off = st.instret_offset;
-                self.ticks().wrapping_add(off) as u64
+            MCYCLE | CYCLE | MINSTRET | INSTRET | 0xb03..=0xb1f | 0xc03..=0xc1f => {
+                let idx = (csr & 0x1f) as usize;
+                let c = st.pmu[idx];
+                let inhibited = st.mcountinhibit & (1 << idx) != 0;
+                if inhibited || !(idx == 0 || idx == 2) {
+                    c.val
+                } else {
+                    (self.ticks() as u64).wrapping_sub(c.prev).wrapping_add(c.val)
+                }
             }
             TIME => {
                 self.sync_icount(1);
                 self.m.clint.mtime()
             }
-            0xb03..=0xb1f | 0xc03..=0xc1f | 0x323..=0x33f => 0,
+            0x323..=0x33f => st.mhpmevent[(csr & 0x1f) as usize],
             0x3a0..=0x3af if csr & 1 == 0 => st.pmpcfg[(csr - 0x3a0) as usize],
             0x3b0..=0x3ef => st.pmpaddr[(csr - 0x3b0) as usize],
             _ => return Err(()),
@@ -879,15 +897,24 @@ impl Hart {
             MEPC => self.st.mepc = v,
             MCAUSE => self.st.mcause = v,
             MTVAL => self.st.mtval = v,
-            MCOUNTINHIBIT => self.st.mcountinhibit = v & !2,
-            MCYCLE => {
-                let t = self.ticks();
-                self.st.cycle_offset = (v as i64).wrapping_sub(t);
+            MCOUNTINHIBIT => {
+                // QEMU 7.2 stores the value as written and starts every
+                // counter whose bit is clear.
+                self.st.mcountinhibit = v;
+                for (i, c) in self.st.pmu.iter_mut().enumerate() {
+                    if v & (1 << i) == 0 {
+                        c.started = true;
+                    }
+                }
             }
-            MINSTRET => {
-                let t = self.ticks();
-                self.st.instret_offset = (v as i64).wrapping_sub(t);
+            MCYCLE | MINSTRET | 0xb03..=0xb1f => {
+                let idx = (csr & 0x1f) as usize;
+                let prev = if idx == 0 || idx == 2 { self.ticks() as u64 } else { v };
+                let c = &mut self.st.pmu[idx];
+                c.val = v;
+                c.prev = prev;
             }
+            0x323..=0x33f => self.st.mhpmevent[(csr & 0x1f) as usize] = v,
             0x3a0..=0x3af => self.st.pmpcfg[(csr - 0x3a0) as usize] = v,
             0x3b0..=0x3ef => self.st.pmpaddr[(csr - 0x3b0) as usize] = v,
             // misa, mip, mhpm*: WARL with nothing writable here.
