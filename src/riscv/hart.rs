@@ -870,10 +870,12 @@ impl Hart {
                 let idx = (csr & 0x1f) as usize;
                 let c = st.pmu[idx];
                 let inhibited = st.mcountinhibit & (1 << idx) != 0;
-                if inhibited || !(idx == 0 || idx == 2) {
+                if (inhibited && !c.started) || !(idx == 0 || idx == 2) {
                     c.val
                 } else {
-                    (self.ticks() as u64).wrapping_sub(c.prev).wrapping_add(c.val)
+                    (self.ticks() as u64)
+                        .wrapping_sub(c.prev)
+                        .wrapping_add(c.val)
                 }
             }
             TIME => {
@@ -909,7 +911,11 @@ impl Hart {
             }
             MCYCLE | MINSTRET | 0xb03..=0xb1f => {
                 let idx = (csr & 0x1f) as usize;
-                let prev = if idx == 0 || idx == 2 { self.ticks() as u64 } else { v };
+                let prev = if idx == 0 || idx == 2 {
+                    self.ticks() as u64
+                } else {
+                    v
+                };
                 let c = &mut self.st.pmu[idx];
                 c.val = v;
                 c.prev = prev;
