@@ -210,6 +210,127 @@ pub enum IcountTimers {
     Iothread,
 }
 
+/// Which QEMU's behaviour to reproduce where QEMU versions differ
+/// (`--compat`). The list of differences is in `docs/machine.md`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Compat {
+    /// QEMU 10.0 (Debian 13; the default reference).
+    #[default]
+    #[serde(rename = "qemu-10.0")]
+    Qemu10_0,
+    /// QEMU 7.2 (Debian 12).
+    #[serde(rename = "qemu-7.2")]
+    Qemu7_2,
+}
+
+impl Compat {
+    /// Every accepted spelling, for messages.
+    pub const NAMES: &'static str = "qemu-10.0, qemu-7.2";
+
+    /// Parse `qemu-10.0` or `qemu-7.2`.
+    pub fn parse(s: &str) -> Result<Compat, ConfigError> {
+        match s {
+            "qemu-10.0" => Ok(Compat::Qemu10_0),
+            "qemu-7.2" => Ok(Compat::Qemu7_2),
+            _ => err(format!(
+                "invalid --compat '{s}': expected one of {}",
+                Compat::NAMES
+            )),
+        }
+    }
+
+    /// The name as `--compat` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compat::Qemu10_0 => "qemu-10.0",
+            Compat::Qemu7_2 => "qemu-7.2",
+        }
+    }
+}
+
+/// The hart's ISA extensions beyond RV64IMA + Zicsr + Zifencei (`--cpu`,
+/// QEMU's `-cpu rv64,c=false,zba=false,...`). All on by default, as on QEMU's
+/// `rv64` hart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct CpuConfig {
+    /// C: compressed instructions (IALIGN=16).
+    pub c: bool,
+    /// Zba: address generation (`sh1add`, `add.uw`, ...).
+    pub zba: bool,
+    /// Zbb: basic bit manipulation (`andn`, `clz`, `rev8`, ...).
+    pub zbb: bool,
+    /// Zbs: single-bit instructions (`bset`, `bext`, ...).
+    pub zbs: bool,
+}
+
+impl Default for CpuConfig {
+    fn default() -> Self {
+        CpuConfig {
+            c: true,
+            zba: true,
+            zbb: true,
+            zbs: true,
+        }
+    }
+}
+
+impl CpuConfig {
+    /// Parse `rv64[,EXT=on|off|true|false|yes|no]...` with EXT one of c, zba,
+    /// zbb, zbs (QEMU's `-cpu` property syntax).
+    pub fn parse(s: &str) -> Result<CpuConfig, ConfigError> {
+        let mut parts = s.split(',');
+        let model = parts.next().unwrap_or("");
+        if model != "rv64" {
+            return err(format!(
+                "invalid --cpu model '{model}': expected 'rv64' (e.g. rv64,c=off)"
+            ));
+        }
+        let mut cpu = CpuConfig::default();
+        for part in parts {
+            let Some((k, v)) = part.split_once('=') else {
+                return err(format!(
+                    "invalid --cpu property '{part}': expected EXT=on|off (EXT one of c, zba, zbb, zbs)"
+                ));
+            };
+            let on = match v {
+                "on" | "yes" | "true" => true,
+                "off" | "no" | "false" => false,
+                _ => {
+                    return err(format!(
+                        "invalid --cpu {k}='{v}': expected on, off, true or false"
+                    ));
+                }
+            };
+            match k {
+                "c" => cpu.c = on,
+                "zba" => cpu.zba = on,
+                "zbb" => cpu.zbb = on,
+                "zbs" => cpu.zbs = on,
+                _ => {
+                    return err(format!(
+                        "invalid --cpu property '{k}': unknown extension (expected c, zba, zbb or zbs)"
+                    ));
+                }
+            }
+        }
+        Ok(cpu)
+    }
+
+    /// The QEMU `-cpu` argument that selects the same hart.
+    pub fn qemu_arg(&self) -> String {
+        let mut s = String::from("rv64");
+        for (name, on) in [
+            ("c", self.c),
+            ("zba", self.zba),
+            ("zbb", self.zbb),
+            ("zbs", self.zbs),
+        ] {
+            s.push_str(&format!(",{name}={}", if on { "true" } else { "false" }));
+        }
+        s
+    }
+}
+
 /// The machine's configuration.
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineConfig {
@@ -225,6 +346,10 @@ pub struct MachineConfig {
     pub icount: Option<IcountConfig>,
     /// Who runs VIRTUAL timers at a deadline under icount.
     pub icount_timers: IcountTimers,
+    /// The hart's ISA extensions.
+    pub cpu: CpuConfig,
+    /// Which QEMU version's behaviour to reproduce.
+    pub compat: Compat,
 }
 
 impl MachineConfig {
@@ -309,5 +434,21 @@ mod tests {
         assert!(IcountConfig::parse("shift=auto,align=on").is_err());
         assert!(IcountConfig::parse("sleep=off").is_err());
         assert!(IcountConfig::parse("shift=2,align=on").is_ok());
+    }
+
+    #[test]
+    fn cpu_and_compat_options() {
+        assert_eq!(CpuConfig::parse("rv64"), Ok(CpuConfig::default()));
+        let c = CpuConfig::parse("rv64,c=false,zbb=off").unwrap();
+        assert!(!c.c && !c.zbb && c.zba && c.zbs);
+        assert_eq!(c.qemu_arg(), "rv64,c=false,zba=true,zbb=false,zbs=true");
+        assert!(CpuConfig::parse("rv32").is_err());
+        assert!(CpuConfig::parse("rv64,c").is_err());
+        assert!(CpuConfig::parse("rv64,f=on").is_err());
+        assert!(CpuConfig::parse("rv64,c=maybe").is_err());
+        assert_eq!(Compat::parse("qemu-7.2"), Ok(Compat::Qemu7_2));
+        assert_eq!(Compat::parse("qemu-10.0"), Ok(Compat::Qemu10_0));
+        assert!(Compat::parse("qemu-9").is_err());
+        assert_eq!(Compat::default().name(), "qemu-10.0");
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use vcpulab::config::{IcountConfig, IcountTimers, MachineConfig, parse_param, parse_size};
+use vcpulab::config::{
+    Compat, CpuConfig, IcountConfig, IcountTimers, MachineConfig, parse_param, parse_size,
+};
 use vcpulab::iothread::IoTimerMode;
 use vcpulab::monitor::MonitorSpec;
 use vcpulab::run::{RunConfig, RunError, run};
@@ -76,6 +78,14 @@ enum Cmd {
         /// `unix:PATH` (a listening Unix socket). See docs/monitor.md.
         #[arg(long, value_name = "DEV")]
         monitor: Option<String>,
+        /// The hart: `rv64[,EXT=on|off]...` with EXT one of c, zba, zbb, zbs
+        /// (QEMU's `-cpu rv64,c=false`); every extension is on by default.
+        #[arg(long, value_name = "MODEL[,EXT=on|off]", default_value = "rv64")]
+        cpu: String,
+        /// Reproduce this QEMU version where versions differ: qemu-10.0 or
+        /// qemu-7.2 (see docs/machine.md).
+        #[arg(long, value_name = "VERSION", default_value = "qemu-10.0")]
+        compat: String,
     },
 }
 
@@ -98,6 +108,8 @@ fn main() -> ExitCode {
             icount_timers,
             iothread_timer,
             monitor,
+            cpu,
+            compat,
         } => {
             let memory = match parse_size(&memory) {
                 Ok(m) => m,
@@ -131,6 +143,14 @@ fn main() -> ExitCode {
                 Ok(m) => m,
                 Err(e) => return fail(e),
             };
+            let cpu = match CpuConfig::parse(&cpu) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let compat = match Compat::parse(&compat) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
             let machine = MachineConfig {
                 kernel,
                 memory,
@@ -138,6 +158,8 @@ fn main() -> ExitCode {
                 params: ps,
                 icount,
                 icount_timers,
+                cpu,
+                compat,
             };
             if let Err(e) = machine.validate() {
                 return fail(e);
