@@ -30,6 +30,7 @@ pub mod host;
 pub mod icount;
 #[cfg(not(loom))]
 pub mod iothread;
+pub mod kick;
 #[cfg(not(loom))]
 pub mod loader;
 #[cfg(not(loom))]
