@@ -49,10 +49,14 @@ int smp_main(u64 hart, u64 n) {
     u64 rate = param(1, 8);
     u64 target = param(4, 0);
     if (hart == 0) {
-        if (rate > MAX_RATE || target > 3) {
+        if (rate > MAX_RATE) {
             puts("smp_mmio_storm: bad parameter: rate=");
             put_dec(rate);
-            puts(" (expected 1..1000) target=");
+            puts(" (expected 1..1000)\n");
+            return 2;
+        }
+        if (target > 3) {
+            puts("smp_mmio_storm: bad parameter: target=");
             put_dec(target);
             puts(" (expected 0..3)\n");
             return 2;
