@@ -9,6 +9,7 @@ pub mod csr;
 pub mod decode;
 pub mod hart;
 pub mod insn;
+pub mod rvc;
 pub mod tb;
 
 /// Exception causes (mcause values without the interrupt bit).
