@@ -145,8 +145,14 @@ pub struct Hart {
     /// Low pc bits that must be clear in a jump target: 1 with C (IALIGN =
     /// 16), 3 without (IALIGN = 32).
     ialign_mask: u64,
-    /// Whether `ebreak` reports its pc in mtval (QEMU 10.0) or 0 (QEMU 7.2).
-    ebreak_tval_pc: bool,
+    /// Whether to reproduce QEMU 7.2 where it differs from 10.0
+    /// (`--compat qemu-7.2`): `ebreak` mtval 0 (10.0: the pc), misaligned
+    /// `jal`/branch mtval = the jump's pc (10.0: the target).
+    qemu72: bool,
+    /// QEMU's `env->badaddr`: the mtval of the last address-carrying
+    /// exception (causes 0, 1, 4, 5, 6, 7). Both QEMUs report it, stale, as
+    /// the mtval of an `mret` to a misaligned mepc (without C).
+    pub badaddr: u64,
 }
 
 /// Outcome of one instruction that left the straight-line path.
@@ -171,7 +177,7 @@ impl Hart {
     pub fn new(shared: Arc<CpuShared>, m: Arc<Machine>) -> Hart {
         let c = m.config.cpu.c;
         let ialign_mask = if c { 1 } else { 3 };
-        let ebreak_tval_pc = m.config.compat == Compat::Qemu10_0;
+        let qemu72 = m.config.compat == Compat::Qemu7_2;
         let mut tbc = TbCache::new();
         tbc.c = c;
         Hart {
@@ -185,7 +191,8 @@ impl Hart {
             mmio_accesses: 0,
             traps: 0,
             ialign_mask,
-            ebreak_tval_pc,
+            qemu72,
+            badaddr: 0,
         }
     }
 
@@ -256,9 +263,20 @@ impl Hart {
         }
     }
 
+    /// mtval of a `jal` or taken branch to a misaligned target `t` (only
+    /// without C): QEMU 10.0 reports the target, QEMU 7.2 the jump's own pc
+    /// (its `gen_exception_inst_addr_mis` stores `cpu_pc`, not yet updated).
+    #[cold]
+    fn jump_tval(&self, pc: u64, t: u64) -> u64 {
+        if self.qemu72 { pc } else { t }
+    }
+
     /// Trap entry (`riscv_cpu_do_interrupt` for M-mode).
     pub fn trap(&mut self, mcause: u64, tval: u64, epc: u64) {
         self.traps += 1;
+        if matches!(mcause, 0 | 1 | 4 | 5 | 6 | 7) {
+            self.badaddr = tval;
+        }
         let st = &mut self.st;
         // QEMU clears the LR reservation on every trap entry.
         st.load_res = u64::MAX;
@@ -507,7 +525,11 @@ impl Hart {
                                 st.pc = pc;
                                 return (
                                     base_done + i as u64,
-                                    Step::Trap(cause::INSN_MISALIGNED, t, false),
+                                    Step::Trap(
+                                        cause::INSN_MISALIGNED,
+                                        self.jump_tval(pc, t),
+                                        false,
+                                    ),
                                 );
                             }
                             // A TB that branches back to its own start: run it
@@ -537,7 +559,7 @@ impl Hart {
                             st.pc = pc;
                             return (
                                 base_done + i as u64,
-                                Step::Trap(cause::INSN_MISALIGNED, t, false),
+                                Step::Trap(cause::INSN_MISALIGNED, self.jump_tval(pc, t), false),
                             );
                         }
                         x[rd] = pc + d.len as u64;
@@ -649,7 +671,7 @@ impl Hart {
                         // pc of the ebreak, QEMU 7.2 leaves 0.
                         let tval = match d.op {
                             Op::Illegal => d.imm as u32 as u64,
-                            Op::Ebreak if self.ebreak_tval_pc => st.pc,
+                            Op::Ebreak if !self.qemu72 => st.pc,
                             _ => 0,
                         };
                         return (base_done + i as u64, Step::Trap(c, tval, true));
@@ -665,10 +687,13 @@ impl Hart {
                         // set traps (cause 0, mtval 0, mepc = the mret); with C
                         // it is a valid target.
                         if st.pc & tmask != 0 {
+                            // mtval: whatever QEMU's `badaddr` last held (7.2
+                            // and 10.0 alike: `helper_mret` does not set it).
+                            let tval = self.badaddr;
                             st.pc = base + d.off as u64;
                             return (
                                 base_done + i as u64,
-                                Step::Trap(cause::INSN_MISALIGNED, 0, false),
+                                Step::Trap(cause::INSN_MISALIGNED, tval, false),
                             );
                         }
                         return (base_done + i as u64 + 1, Step::Io);
@@ -714,7 +739,18 @@ impl Hart {
                                     if io { Step::Io } else { Step::Jump(0) },
                                 )
                             }
-                            Err((c, tval)) => (base_done + i as u64, Step::Trap(c, tval, false)),
+                            Err((c, tval)) => {
+                                // An AMO access fault: cause 5 on QEMU 7.2
+                                // (it emulates the AMO as a load first), 7 on
+                                // QEMU 10.0.
+                                let c =
+                                    if c == cause::LOAD_ACCESS && d.op == Op::Amo && !self.qemu72 {
+                                        cause::STORE_ACCESS
+                                    } else {
+                                        c
+                                    };
+                                (base_done + i as u64, Step::Trap(c, tval, false))
+                            }
                         };
                     }
                 }
