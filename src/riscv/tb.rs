@@ -91,15 +91,17 @@ fn fetch_insn(a: u64, c: bool, first: bool, fetch: &mut Fetch16) -> Result<Fetch
 /// same TB: its `trans_wfi` calls the halting helper without ending the TB,
 /// so the TB goes on to the next instruction that does end one (a branch, a
 /// jump, a CSR access, `fence.i`, `mret`, a trapping encoding) or to the end
-/// of the page (an instruction that would cross it is not included). Under
+/// of the page (an instruction that would cross it is not included), and at
+/// most `max` of them: the TB's size limit ([`MAX_TB_INSNS`]) counts the
+/// instructions before and including the `wfi`. Under
 /// icount QEMU charges the whole TB up front and the helper leaves without
 /// giving the rest back, so those instructions are counted once for the `wfi`
 /// and again when they really execute. vcpulab reproduces the count (see
 /// `Hart::execute`). The walk steps by each instruction's length (2 or 4).
-pub fn qemu_wfi_tail(pc: u64, c: bool, fetch: &mut Fetch16) -> u32 {
+pub fn qemu_wfi_tail(pc: u64, c: bool, max: u32, fetch: &mut Fetch16) -> u32 {
     let mut n = 0;
     let mut a = pc + 4;
-    while a & !0xfff == pc & !0xfff {
+    while n < max && a & !0xfff == pc & !0xfff {
         let Ok(Fetched::Insn(d)) = fetch_insn(a, c, false, fetch) else {
             break;
         };
@@ -202,7 +204,8 @@ impl TbCache {
                 Err(_) => break,
             };
             if insn.op == super::insn::Op::Wfi {
-                insn.imm = qemu_wfi_tail(a, self.c, fetch) as i64;
+                let max = (MAX_TB_INSNS - 1 - (self.insns.len() - start)) as u32;
+                insn.imm = qemu_wfi_tail(a, self.c, max, fetch) as i64;
             }
             insn.off = (a - pc) as u16;
             self.insns.push(insn);
@@ -300,7 +303,11 @@ mod tests {
         let mut c = TbCache::new();
         let idx = c.lookup(0x1000, &mut image(0x1000, &code)).unwrap();
         let tb = c.tb(idx);
-        let v: Vec<(Op, u16, u8)> = c.tb_insns(tb).iter().map(|d| (d.op, d.off, d.len)).collect();
+        let v: Vec<(Op, u16, u8)> = c
+            .tb_insns(tb)
+            .iter()
+            .map(|d| (d.op, d.off, d.len))
+            .collect();
         assert_eq!(
             v,
             [
@@ -342,8 +349,16 @@ mod tests {
     fn wfi_tail_steps_by_length() {
         // wfi; c.nop; addi; c.nop; c.j 0  → 4 instructions after the wfi
         let code = [0x0073u16, 0x1050, 0x0001, 0x0513, 0x0015, 0x0001, 0xa001];
-        assert_eq!(qemu_wfi_tail(0x1000, true, &mut image(0x1000, &code)), 4);
+        assert_eq!(
+            qemu_wfi_tail(0x1000, true, 512, &mut image(0x1000, &code)),
+            4
+        );
+        // Capped by what is left of the TB's size limit.
+        assert_eq!(qemu_wfi_tail(0x1000, true, 2, &mut image(0x1000, &code)), 2);
         // Without C the c.nop is illegal, which ends the TB.
-        assert_eq!(qemu_wfi_tail(0x1000, false, &mut image(0x1000, &code)), 1);
+        assert_eq!(
+            qemu_wfi_tail(0x1000, false, 512, &mut image(0x1000, &code)),
+            1
+        );
     }
 }
