@@ -419,7 +419,7 @@ impl Hart {
         // Instructions done by earlier passes of a TB that loops on itself.
         let mut base_done: u64 = 0;
         'tb: loop {
-            for (i, &d) in insns.iter().enumerate() {
+            for (i, d) in insns.iter().enumerate() {
                 let x = &mut st.x;
                 let rs1 = x[d.rs1 as usize];
                 let rs2 = x[d.rs2 as usize];
@@ -591,6 +591,7 @@ impl Hart {
                         let raw = match m.ram.offset(addr, len) {
                             Some(off) => m.ram.load(off, len),
                             None => {
+                                let d = *d; // a copy: `self` is borrowed mutably below
                                 let pc = base + d.off as u64;
                                 st.pc = pc;
                                 self.retired += base_done + i as u64;
@@ -632,6 +633,7 @@ impl Hart {
                                 }
                             }
                             None => {
+                                let d = *d; // a copy: `self` is borrowed mutably below
                                 let pc = base + d.off as u64;
                                 st.pc = pc;
                                 self.retired += base_done + i as u64;
@@ -707,6 +709,7 @@ impl Hart {
                         return (base_done + i as u64 + 1, Step::Halt);
                     }
                     Op::Csr => {
+                        let d = *d; // a copy: `self` is borrowed mutably below
                         let pc = base + d.off as u64;
                         st.pc = pc;
                         self.retired += base_done + i as u64;
@@ -724,6 +727,7 @@ impl Hart {
                         };
                     }
                     Op::Lr | Op::Sc | Op::Amo => {
+                        let d = *d; // a copy: `self` is borrowed mutably below
                         let pc = base + d.off as u64;
                         st.pc = pc;
                         self.retired += base_done + i as u64;
