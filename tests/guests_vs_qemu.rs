@@ -307,6 +307,7 @@ fn rvc_tour() {
             "{out}"
         );
         assert!(out.contains("mret to pc%4==2: 7\n"), "{out}");
+        assert!(out.contains("mret to an odd mepc: 9\n"), "{out}");
         assert!(out.ends_with("rvc_tour done\n"), "{out}");
     }
     if let Some(out) = compare10("rvc_tour", &[], &[], &[]) {

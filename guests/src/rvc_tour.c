@@ -4,7 +4,8 @@
  *    and prints mcause, mtval and mepc (relative to the probe) for each.
  * 3. 2-aligned jump targets (c.j, jal, jalr, branches), 32-bit instructions
  *    at pc % 4 == 2, across a 64-byte line and across a page boundary.
- * 4. mepc with bit 1 set (a trap at pc % 4 == 2, an mret to it), mepc and
+ * 4. mepc with bit 1 set (a trap at pc % 4 == 2, an mret to it), an mret to
+ *    an odd mepc (QEMU fetches from the odd address as it is), mepc and
  *    misa writes, and a 32-bit instruction whose second half lies past the
  *    end of RAM (skipped with parameter slot 3 = 1: QEMU 7.2 aborts on it,
  *    "translator_access: Assertion `phys_page != -1' failed").
@@ -299,6 +300,34 @@ __asm__(
     "    c.jr    ra\n"
     "    .option pop\n");
 
+/* An mret to an odd mepc (bit 0 set): with C, QEMU fetches from the odd
+ * address as it is.  The bytes from mret_odd_land + 1 on are instructions. */
+u64 mret_odd_probe(u64, u64);
+__asm__(
+    "    .text\n"
+    "    .option push\n"
+    "    .option rvc\n"
+    "    .balign 4\n"
+    "mret_odd_probe:\n"
+    "    c.mv    a5, ra\n"
+    "    la      a2, mret_odd_land + 1\n"
+    "    la      a3, mret_tvec\n"
+    "    csrr    a4, mtvec\n"
+    "    csrw    mtvec, a3\n"
+    "    ecall\n"
+    "    c.li    a0, 1\n"               /* not reached */
+    "    c.mv    ra, a5\n"
+    "    c.jr    ra\n"
+    "    .balign 4\n"
+    "mret_odd_land:\n"
+    "    .byte   0x00\n"
+    "    .byte   0x73, 0x10, 0x57, 0x30\n" /* csrw mtvec, a4 */
+    "    .byte   0x25, 0x45\n"         /* c.li a0, 9 */
+    "    .byte   0xbe, 0x80\n"         /* c.mv ra, a5 */
+    "    .byte   0x82, 0x80\n"         /* c.jr ra */
+    "    .byte   0x00\n"
+    "    .option pop\n");
+
 /* ---- 5. self-modifying compressed code ---------------------------------- */
 u64 smc16(u64, u64);
 __asm__(
@@ -366,6 +395,7 @@ int main(void) {
 
     /* 4. */
     put_kv_dec("mret to pc%4==2: ", mret_probe(0, 0));
+    put_kv_dec("mret to an odd mepc: ", mret_odd_probe(0, 0));
     u64 base = (u64)mem;
     static const u64 lows[] = {0, 1, 2, 3};
     for (int i = 0; i < 4; i++) {

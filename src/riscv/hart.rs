@@ -16,7 +16,14 @@
 //! Instruction counting follows QEMU's icount rules exactly: a TB's
 //! instructions count when they complete; an instruction that faults on a
 //! memory access or CSR check does not count; `ecall`, `ebreak` and illegal
-//! encodings (which QEMU raises at translation time) do count.
+//! encodings (which QEMU raises at translation time) do count. A compressed
+//! instruction counts as one, like any other.
+//!
+//! Every pc comes from the pre-decoded instruction: its own pc is `tb.pc +
+//! off`, the next one (and a link register's value) `pc + len`, so a TB may
+//! mix 2- and 4-byte instructions (C extension, IALIGN = 16). Without C
+//! (`--cpu rv64,c=off`) fetches must be 4-aligned, compressed halfwords are
+//! illegal, and jumps to targets with bit 1 set trap.
 
 use std::sync::Arc;
 
@@ -142,8 +149,9 @@ pub struct Hart {
     pub mmio_accesses: u64,
     /// Exceptions and interrupts taken.
     pub traps: u64,
-    /// Low pc bits that must be clear in a jump target: 1 with C (IALIGN =
-    /// 16), 3 without (IALIGN = 32).
+    /// Low pc bits that must be clear in a jump target: 3 without C (IALIGN =
+    /// 32); none with C, as in QEMU, which with C checks no target at all
+    /// (even an odd one, reachable through `mret`, is fetched from as is).
     ialign_mask: u64,
     /// Whether to reproduce QEMU 7.2 where it differs from 10.0
     /// (`--compat qemu-7.2`): `ebreak` mtval 0 (10.0: the pc), misaligned
@@ -176,7 +184,7 @@ impl Hart {
     /// A hart at power-on, starting at the reset ROM.
     pub fn new(shared: Arc<CpuShared>, m: Arc<Machine>) -> Hart {
         let c = m.config.cpu.c;
-        let ialign_mask = if c { 1 } else { 3 };
+        let ialign_mask = if c { 0 } else { 3 };
         let qemu72 = m.config.compat == Compat::Qemu7_2;
         let mut tbc = TbCache::new();
         tbc.c = c;
@@ -293,7 +301,7 @@ impl Hart {
         };
     }
 
-    /// Fetch the 2-aligned halfword at `a` (RAM or ROM), marking the RAM
+    /// Fetch the halfword at `a` (RAM or ROM), marking the RAM
     /// code line it lies in as holding code. The translator calls it once per
     /// halfword, so a 32-bit instruction that straddles two 64-byte lines (or
     /// two pages) marks both, and one whose second half is outside RAM faults
@@ -304,7 +312,10 @@ impl Hart {
             return Some(m.ram.load(off, 2) as u16);
         }
         let (r, off) = m.bus.find(a)?;
-        // Devices fetch aligned 32-bit words.
+        // Devices fetch aligned 32-bit words (an odd pc there faults).
+        if off & 1 != 0 {
+            return None;
+        }
         let w = r.dev.fetch(off & !3)?;
         Some((w >> (8 * (off & 2))) as u16)
     }
@@ -413,8 +424,8 @@ impl Hart {
         let m = &*self.m;
         let tb_len = tb.len as usize;
         let code_gen = self.tbc.code_gen;
-        // Jump targets must be 4-aligned without C (IALIGN = 32); with C every
-        // target is 2-aligned by construction (even offsets, jalr clears bit 0).
+        // Jump targets must be 4-aligned without C (IALIGN = 32); with C QEMU
+        // checks nothing.
         let tmask = self.ialign_mask;
         // Instructions done by earlier passes of a TB that loops on itself.
         let mut base_done: u64 = 0;
@@ -686,8 +697,8 @@ impl Hart {
                         st.load_res = u64::MAX;
                         st.pc = st.mepc;
                         // QEMU's `helper_mret`: without C, a target with bit 1
-                        // set traps (cause 0, mtval 0, mepc = the mret); with C
-                        // it is a valid target.
+                        // set traps (cause 0, mepc = the mret); with C any mepc
+                        // is a target, even an odd one.
                         if st.pc & tmask != 0 {
                             // mtval: whatever QEMU's `badaddr` last held (7.2
                             // and 10.0 alike: `helper_mret` does not set it).

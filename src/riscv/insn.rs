@@ -95,8 +95,8 @@ pub enum Op {
     /// is in the upper bits: `imm >> 8` is the [`AmoOp`].
     Amo,
     /// An encoding this hart does not implement: raises an illegal-instruction
-    /// exception when executed, with the raw word (in `imm`) as mtval, as QEMU
-    /// 7.2 reports it.
+    /// exception when executed, with the raw word (in `imm`; the 16-bit
+    /// halfword for a compressed encoding) as mtval, as QEMU reports it.
     Illegal,
 }
 

@@ -1,4 +1,5 @@
-//! The RISC-V hart: RV64IMA + Zicsr + Zifencei, machine mode only.
+//! The RISC-V hart: RV64IMAC + Zicsr + Zifencei, machine mode only (C can be
+//! turned off: `--cpu rv64,c=off`).
 //!
 //! QEMU analogue: `target/riscv/` — `cpu.h` (CPURISCVState), `csr.c`,
 //! `cpu_helper.c` (trap entry, `riscv_cpu_do_interrupt`), `op_helper.c`
