@@ -1,6 +1,9 @@
 //! Whole-machine cross-check: each guest in `guests/` (built ELFs in
-//! `guests/build/`) must produce byte-identical UART output and the same exit
-//! status on vcpulab as on QEMU 7.2 (`-machine virt -bios none`).
+//! `guests/build/`, the C-built variants in `guests/build/c/`) must produce
+//! byte-identical UART output and the same exit status on vcpulab as on QEMU
+//! 7.2 (`-machine virt -bios none`; vcpulab `--compat qemu-7.2`) and, where
+//! `qemu-system-riscv64-10.0` is installed beside it, on QEMU 10.0 (vcpulab's
+//! default compatibility).
 //!
 //! These guests are deterministic on plain QEMU (no `-icount`): they print no
 //! times, cycle counts or misa/mstatus values.  Skipped (loudly) when QEMU is
@@ -9,6 +12,7 @@
 mod common;
 
 use common::{RunOut, guest, qemu, run_qemu, run_vcpulab};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const QEMU_LIMIT: Duration = Duration::from_secs(30);
@@ -30,21 +34,75 @@ fn compare(name: &str, params: &[(usize, u64)]) -> Option<String> {
     compare_with(name, params, &[], &[])
 }
 
-/// As [`compare`], with extra QEMU and vcpulab arguments.
+/// QEMU 10.0 (`qemu-system-riscv64-10.0` on `PATH`), or `None` with a
+/// message when it is not installed (or QEMU 7.2 is not).
+fn qemu10() -> Option<PathBuf> {
+    qemu()?;
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("qemu-system-riscv64-10.0"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        eprintln!("SKIPPED: qemu-system-riscv64-10.0 not installed; QEMU 10.0 cross-check not run");
+    }
+    found
+}
+
+/// As [`compare`], with extra QEMU and vcpulab arguments: against QEMU 7.2
+/// (vcpulab with `--compat qemu-7.2`) and, if installed, QEMU 10.0 (vcpulab's
+/// default). Returns QEMU 7.2's output.
 fn compare_with(
     name: &str,
     params: &[(usize, u64)],
     qemu_extra: &[&str],
     extra: &[&str],
 ) -> Option<String> {
+    let out = compare72(name, params, qemu_extra, extra)?;
+    compare10(name, params, qemu_extra, extra);
+    Some(out)
+}
+
+/// Against QEMU 7.2 only (vcpulab `--compat qemu-7.2`).
+fn compare72(
+    name: &str,
+    params: &[(usize, u64)],
+    qemu_extra: &[&str],
+    extra: &[&str],
+) -> Option<String> {
     let qemu = qemu()?;
+    let mut extra72 = vec!["--compat", "qemu-7.2"];
+    extra72.extend_from_slice(extra);
+    Some(compare_on(&qemu, name, params, qemu_extra, &extra72))
+}
+
+/// Against QEMU 10.0 only (vcpulab's default compatibility).
+fn compare10(
+    name: &str,
+    params: &[(usize, u64)],
+    qemu_extra: &[&str],
+    extra: &[&str],
+) -> Option<String> {
+    let qemu = qemu10()?;
+    Some(compare_on(&qemu, name, params, qemu_extra, extra))
+}
+
+/// Run `name` on the QEMU binary `qemu` and on vcpulab; assert that the UART
+/// output and exit status are the same. Returns QEMU's output.
+fn compare_on(
+    qemu: &Path,
+    name: &str,
+    params: &[(usize, u64)],
+    qemu_extra: &[&str],
+    extra: &[&str],
+) -> String {
     let elf = guest(name);
     assert!(
         elf.is_file(),
         "missing guest ELF {} (run `make -C guests`)",
         elf.display()
     );
-    let q = run_qemu(&qemu, &elf, qemu_extra, params, QEMU_LIMIT);
+    let q = run_qemu(qemu, &elf, qemu_extra, params, QEMU_LIMIT);
     assert!(
         !q.timed_out,
         "QEMU timed out on {name} {params:?}\n{}",
@@ -64,7 +122,8 @@ fn compare_with(
     );
     assert!(
         q.stdout == v.stdout,
-        "UART output differs for {name} {params:?}\n--- qemu ---\n{}\n--- vcpulab ---\n{}\nvcpulab stderr:\n{}",
+        "UART output differs for {name} {params:?} ({}, vcpulab {extra:?})\n--- qemu ---\n{}\n--- vcpulab ---\n{}\nvcpulab stderr:\n{}",
+        qemu.display(),
         q.text(),
         v.text(),
         String::from_utf8_lossy(&v.stderr)
@@ -76,7 +135,7 @@ fn compare_with(
         describe("qemu", &q),
         describe("vcpulab", &v)
     );
-    Some(q.text())
+    q.text()
 }
 
 #[test]
@@ -196,6 +255,161 @@ fn guests_with_several_harts() {
             "exit_code",
         ] {
             compare_with(name, &[], &["-smp", n], &["--smp", n]);
+        }
+    }
+}
+
+/// The guests built with the C extension (`guests/build/c/`, `-march=rv64imac`):
+/// compressed code throughout, the same output as QEMU's.
+#[test]
+fn c_built_guests() {
+    for name in [
+        "c/hello",
+        "c/trap_tour",
+        "c/mmio",
+        "c/timer_irq",
+        "c/wfi_wake",
+        "c/smc",
+        "c/exit_code",
+        "c/ialign",
+    ] {
+        compare(name, &[]);
+    }
+    if let Some(out) = compare("c/compute", &[(0, 100_000)]) {
+        // The same checksum as the uncompressed build.
+        let plain = compare("compute", &[(0, 100_000)]).unwrap();
+        assert_eq!(out, plain);
+    }
+    for n in ["2", "3"] {
+        for name in ["c/hello", "c/trap_tour", "c/smc", "c/wfi_wake"] {
+            compare_with(name, &[], &["-smp", n], &["--smp", n]);
+        }
+    }
+}
+
+/// Every compressed instruction, the reserved encodings, 2-aligned targets,
+/// line- and page-crossing instructions, mepc with bit 1. QEMU 7.2 aborts on
+/// a 32-bit instruction that crosses the end of RAM (slot 3 = 1 skips that
+/// probe); QEMU 10.0 raises an instruction access fault at its second half.
+#[test]
+fn rvc_tour() {
+    if let Some(out) = compare72("rvc_tour", &[(3, 1)], &[], &[]) {
+        assert!(
+            out.contains("c.jr x0: mcause=0x2 mtval=0x8002 mepc=probe+0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("c.ebreak: mcause=0x3 mtval=0x0 mepc=probe+0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("all-zero halfword: mcause=0x2 mtval=0x0"),
+            "{out}"
+        );
+        assert!(out.contains("mret to pc%4==2: 7\n"), "{out}");
+        assert!(out.contains("mret to an odd mepc: 9\n"), "{out}");
+        assert!(out.ends_with("rvc_tour done\n"), "{out}");
+    }
+    if let Some(out) = compare10("rvc_tour", &[], &[], &[]) {
+        assert!(
+            out.contains("c.ebreak: mcause=0x3 mtval=probe+0 mepc=probe+0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "32-bit insn across the end of RAM: mcause=0x1 mtval=probe+2 mepc=probe+0\n"
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with("rvc_tour done\n"), "{out}");
+    }
+    for shift in ["0", "4"] {
+        let ic = format!("shift={shift},sleep=off");
+        compare72("rvc_tour", &[(3, 1)], &["-icount", &ic], &["--icount", &ic]);
+        compare10("rvc_tour", &[], &["-icount", &ic], &["--icount", &ic]);
+    }
+}
+
+/// IALIGN: with C (the default CPU) 2-aligned targets run; with C off (QEMU
+/// `-cpu rv64,c=false`, vcpulab `--cpu rv64,c=off`) they trap with cause 0
+/// and compressed halfwords are illegal (mtval = the halfword). mtval of a
+/// misaligned jal/branch differs between QEMU 7.2 (the jump's pc) and 10.0
+/// (the target).
+#[test]
+fn ialign_with_and_without_c() {
+    for name in ["ialign", "c/ialign"] {
+        if let Some(out) = compare(name, &[]) {
+            assert!(out.contains("misa.C = 1\n"), "{out}");
+            assert!(out.contains("jal to pc%4==2: a0=11 no trap\n"), "{out}");
+        }
+    }
+    let off = ["--cpu", "rv64,c=off"];
+    let qoff = ["-cpu", "rv64,c=false"];
+    if let Some(out) = compare72("ialign", &[], &qoff, &off) {
+        assert!(out.contains("misa.C = 0\n"), "{out}");
+        assert!(
+            out.contains("jal to pc%4==2: a0=10 mcause=0x0 mtval=probe+0 mepc=probe+0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("compressed halfwords: a0=10 mcause=0x2 mtval=0x505"),
+            "{out}"
+        );
+    }
+    if let Some(out) = compare10("ialign", &[], &qoff, &off) {
+        assert!(
+            out.contains("jal to pc%4==2: a0=10 mcause=0x0 mtval=probe+126"),
+            "{out}"
+        );
+    }
+    // The other guests, built without C, behave the same with C off.
+    for name in [
+        "hello",
+        "trap_tour",
+        "smc",
+        "timer_irq",
+        "mmio",
+        "exit_code",
+    ] {
+        compare_with(name, &[], &qoff, &off);
+    }
+}
+
+/// A store access fault in a TB that loops on itself: minstret (under
+/// `-icount shift=0`, instructions) counts every earlier pass.
+#[test]
+fn store_fault_in_a_self_looping_tb() {
+    let ic = ["-icount", "shift=0,sleep=off"];
+    let vic = ["--icount", "shift=0,sleep=off"];
+    for passes in [1u64, 100, 1000] {
+        for name in ["store_fault_loop", "c/store_fault_loop"] {
+            if let Some(out) = compare_with(name, &[(0, passes)], &ic, &vic) {
+                assert!(
+                    out.contains("mcause = 0x7\nmtval = 0x88000000\ntraps = 1\n"),
+                    "{out}"
+                );
+            }
+        }
+    }
+    if let Some(out) = compare72("store_fault_loop", &[], &ic, &vic) {
+        assert!(out.ends_with("minstret delta = 344\n"), "{out}");
+    }
+}
+
+/// The instructions after a wfi that QEMU counts twice under icount: capped
+/// by the TB size limit; the same on QEMU 7.2 and 10.0.
+#[test]
+fn wfi_tail_under_icount() {
+    for shift in ["0", "3", "7"] {
+        let ic = format!("shift={shift},sleep=off");
+        for name in [
+            "wfi_tail",
+            "c/wfi_tail",
+            "c/wfi_wake",
+            "c/wfi_sleep",
+            "c/timer_landing",
+        ] {
+            compare_with(name, &[], &["-icount", &ic], &["--icount", &ic]);
         }
     }
 }

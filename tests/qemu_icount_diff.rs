@@ -132,7 +132,15 @@ fn run_vcpulab(elf: &Path, shift: u32) -> RunOut {
     let icount = format!("shift={shift},sleep=off");
     common::run_vcpulab(
         elf,
-        &["--icount", &icount, "--timeout", "10"],
+        // The reference is QEMU 7.2 (ebreak mtval, AMO fault causes).
+        &[
+            "--compat",
+            "qemu-7.2",
+            "--icount",
+            &icount,
+            "--timeout",
+            "10",
+        ],
         &[],
         RUN_LIMIT,
     )
@@ -294,7 +302,7 @@ fn check_one(
          cargo test --release --test qemu_icount_diff -- --nocapture\n\
          by hand: qemu-system-riscv64 -machine virt -bios none -nographic -monitor none -serial stdio \
          -icount shift={shift},sleep=off -kernel {d}/{stem}.elf ; \
-         vcpulab run --icount shift={shift},sleep=off --kernel {d}/{stem}.elf\n",
+         vcpulab run --compat qemu-7.2 --icount shift={shift},sleep=off --kernel {d}/{stem}.elf\n",
         prog.shape.units,
         d = dir.display()
     );

@@ -1,15 +1,18 @@
 /* smc: self-modifying code.  Runs a tiny function, rewrites its
  * `addi a0, a0, 1` in RAM (whole-word sw, then a single-byte sb), executes
  * fence.i, and runs it again each time.  No parameters.  Exits 0.
- * Deterministic on plain QEMU. */
+ * Deterministic on plain QEMU.  smc_fn stays uncompressed in the C build. */
 #include "guest.h"
 
 __asm__(
     "    .text\n"
+    "    .option push\n"
+    "    .option norvc\n"
     "    .balign 4\n"
     "smc_fn:\n"
     "    addi a0, a0, 1\n"
-    "    ret\n");
+    "    ret\n"
+    "    .option pop\n");
 u64 smc_fn(u64);
 
 #define ADDI_A0_A0(imm) (((u32)(imm) << 20) | (10u << 15) | (10u << 7) | 0x13u)

@@ -4,9 +4,12 @@
  * No parameters.  Deterministic on plain QEMU (no -icount needed). */
 #include "guest.h"
 
-/* Each probe is a leaf function whose first instruction is the one under test. */
+/* Each probe is a leaf function whose first instruction is the one under test
+ * (4-byte encodings also in the C build: the handler steps mepc by 4). */
 __asm__(
     "    .text\n"
+    "    .option push\n"
+    "    .option norvc\n"
     "    .balign 4\n"
     "probe_ecall:    ecall\n                  ret\n"
     "probe_ebreak:   ebreak\n                 ret\n"
@@ -22,6 +25,7 @@ __asm__(
     "probe_csr:      csrr a0, 0x3ff\n         ret\n"
     "probe_csrw_ro:  csrw mvendorid, a0\n     ret\n"
     "probe_jump:     jr   a0\n"
+    "    .option pop\n"
 );
 
 typedef u64 (*probe_fn)(u64, u64);

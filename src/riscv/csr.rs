@@ -1,7 +1,8 @@
 //! CSR numbers and the machine-mode CSR file.
 //!
 //! QEMU analogue: `target/riscv/csr.c` and `cpu_bits.h`. This hart is honest
-//! about being M-mode only: `misa` reports RV64 with I, M and A; `mstatus`
+//! about being M-mode only: `misa` reports RV64 with I, M, A (and C unless
+//! it is turned off with `--cpu rv64,c=off`); `mstatus`
 //! has only MIE and MPIE writable and MPP hard-wired to 3 (no lower privilege
 //! to return to); `medeleg`/`mideleg`/S-mode CSRs do not exist. Where QEMU's
 //! `rv64` CPU (which has S and U modes, C, F, D, H) reports differently, the
@@ -55,8 +56,18 @@ pub const MSTATUS_MPIE: u64 = 1 << 7;
 /// `mstatus.MPP` (hard-wired to M = 3).
 pub const MSTATUS_MPP: u64 = 3 << 11;
 
-/// `misa` of this hart: MXL = 64, extensions A, I, M.
+/// `misa` of this hart without C: MXL = 64, extensions A, I, M.
 pub const MISA_VALUE: u64 = (2 << 62) | (1 << 0) | (1 << 8) | (1 << 12);
+
+/// `misa.C`.
+pub const MISA_C: u64 = 1 << 2;
+
+/// `misa` as read: [`MISA_VALUE`], plus C when the C extension is on. Writes
+/// are ignored (QEMU's `misa_w` is off by default: `csrc misa, 4` leaves C
+/// set on QEMU 7.2 and 10.0).
+pub fn misa_value(c: bool) -> u64 {
+    MISA_VALUE | if c { MISA_C } else { 0 }
+}
 
 /// Interrupt bits that exist (and are writable in `mie`): MSI, MTI, MEI.
 pub const MIE_MASK: u64 = (1 << 3) | (1 << 7) | (1 << 11);

@@ -65,6 +65,8 @@ pub const ILLEGAL: Insn = Insn {
     rd: SINK,
     rs1: 0,
     rs2: 0,
+    off: 0,
+    len: 4,
     imm: 0,
 };
 
@@ -74,6 +76,8 @@ fn r(op: Op, w: u32) -> Insn {
         rd: rd_of(w),
         rs1: rs1_of(w),
         rs2: rs2_of(w),
+        off: 0,
+        len: 4,
         imm: 0,
     }
 }
@@ -84,6 +88,8 @@ fn i(op: Op, w: u32, imm: i64) -> Insn {
         rd: rd_of(w),
         rs1: rs1_of(w),
         rs2: 0,
+        off: 0,
+        len: 4,
         imm,
     }
 }
@@ -115,6 +121,8 @@ fn decode_inner(w: u32) -> Insn {
             rd: rd_of(w),
             rs1: 0,
             rs2: 0,
+            off: 0,
+            len: 4,
             imm: imm_u(w),
         },
         0x17 => Insn {
@@ -122,6 +130,8 @@ fn decode_inner(w: u32) -> Insn {
             rd: rd_of(w),
             rs1: 0,
             rs2: 0,
+            off: 0,
+            len: 4,
             imm: imm_u(w),
         },
         0x6f => Insn {
@@ -129,6 +139,8 @@ fn decode_inner(w: u32) -> Insn {
             rd: rd_of(w),
             rs1: 0,
             rs2: 0,
+            off: 0,
+            len: 4,
             imm: imm_j(w),
         },
         0x67 if f3 == 0 => i(Op::Jalr, w, imm_i(w)),
@@ -147,6 +159,8 @@ fn decode_inner(w: u32) -> Insn {
                 rd: SINK,
                 rs1: rs1_of(w),
                 rs2: rs2_of(w),
+                off: 0,
+                len: 4,
                 imm: imm_b(w),
             }
         }
@@ -176,6 +190,8 @@ fn decode_inner(w: u32) -> Insn {
                 rd: SINK,
                 rs1: rs1_of(w),
                 rs2: rs2_of(w),
+                off: 0,
+                len: 4,
                 imm: imm_s(w),
             }
         }
@@ -252,6 +268,8 @@ fn decode_inner(w: u32) -> Insn {
                 rd: SINK,
                 rs1: 0,
                 rs2: 0,
+                off: 0,
+                len: 4,
                 imm: 0,
             },
             1 => Insn {
@@ -259,6 +277,8 @@ fn decode_inner(w: u32) -> Insn {
                 rd: SINK,
                 rs1: 0,
                 rs2: 0,
+                off: 0,
+                len: 4,
                 imm: 0,
             },
             _ => ILLEGAL,
@@ -276,6 +296,8 @@ fn decode_inner(w: u32) -> Insn {
                     rd: rd_of(w),
                     rs1: rs1_of(w),
                     rs2: 0,
+                    off: 0,
+                    len: 4,
                     imm: width,
                 },
                 0x03 => Insn {
@@ -283,6 +305,8 @@ fn decode_inner(w: u32) -> Insn {
                     rd: rd_of(w),
                     rs1: rs1_of(w),
                     rs2: rs2_of(w),
+                    off: 0,
+                    len: 4,
                     imm: width,
                 },
                 _ => match AmoOp::from_funct5(f5) {
@@ -291,6 +315,8 @@ fn decode_inner(w: u32) -> Insn {
                         rd: rd_of(w),
                         rs1: rs1_of(w),
                         rs2: rs2_of(w),
+                        off: 0,
+                        len: 4,
                         imm: width | ((a as i64) << 8),
                     },
                     None => ILLEGAL,
@@ -325,6 +351,8 @@ fn decode_inner(w: u32) -> Insn {
                     rd: rd_of(w),
                     rs1: rs1_of(w),
                     rs2: k as u8,
+                    off: 0,
+                    len: 4,
                     imm: (w >> 20) as i64,
                 },
                 None => ILLEGAL,

@@ -16,7 +16,14 @@
 //! Instruction counting follows QEMU's icount rules exactly: a TB's
 //! instructions count when they complete; an instruction that faults on a
 //! memory access or CSR check does not count; `ecall`, `ebreak` and illegal
-//! encodings (which QEMU raises at translation time) do count.
+//! encodings (which QEMU raises at translation time) do count. A compressed
+//! instruction counts as one, like any other.
+//!
+//! Every pc comes from the pre-decoded instruction: its own pc is `tb.pc +
+//! off`, the next one (and a link register's value) `pc + len`, so a TB may
+//! mix 2- and 4-byte instructions (C extension, IALIGN = 16). Without C
+//! (`--cpu rv64,c=off`) fetches must be 4-aligned, compressed halfwords are
+//! illegal, and jumps to targets with bit 1 set trap.
 
 use std::sync::Arc;
 
@@ -24,6 +31,7 @@ use super::cause;
 use super::csr::*;
 use super::insn::{AmoOp, CsrOp, Insn, Op};
 use super::tb::TbCache;
+use crate::config::Compat;
 use crate::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
 use crate::machine::Machine;
 use crate::memory::RAM_BASE;
@@ -141,6 +149,18 @@ pub struct Hart {
     pub mmio_accesses: u64,
     /// Exceptions and interrupts taken.
     pub traps: u64,
+    /// Low pc bits that must be clear in a jump target: 3 without C (IALIGN =
+    /// 32); none with C, as in QEMU, which with C checks no target at all
+    /// (even an odd one, reachable through `mret`, is fetched from as is).
+    ialign_mask: u64,
+    /// Whether to reproduce QEMU 7.2 where it differs from 10.0
+    /// (`--compat qemu-7.2`): `ebreak` mtval 0 (10.0: the pc), misaligned
+    /// `jal`/branch mtval = the jump's pc (10.0: the target).
+    qemu72: bool,
+    /// QEMU's `env->badaddr`: the mtval of the last address-carrying
+    /// exception (causes 0, 1, 4, 5, 6, 7). Both QEMUs report it, stale, as
+    /// the mtval of an `mret` to a misaligned mepc (without C).
+    pub badaddr: u64,
 }
 
 /// Outcome of one instruction that left the straight-line path.
@@ -163,9 +183,14 @@ enum Step {
 impl Hart {
     /// A hart at power-on, starting at the reset ROM.
     pub fn new(shared: Arc<CpuShared>, m: Arc<Machine>) -> Hart {
+        let c = m.config.cpu.c;
+        let ialign_mask = if c { 0 } else { 3 };
+        let qemu72 = m.config.compat == Compat::Qemu7_2;
+        let mut tbc = TbCache::new();
+        tbc.c = c;
         Hart {
             st: CpuState::power_on(),
-            tbc: TbCache::new(),
+            tbc,
             shared,
             m,
             retired: 0,
@@ -173,6 +198,9 @@ impl Hart {
             published: 0,
             mmio_accesses: 0,
             traps: 0,
+            ialign_mask,
+            qemu72,
+            badaddr: 0,
         }
     }
 
@@ -243,9 +271,20 @@ impl Hart {
         }
     }
 
+    /// mtval of a `jal` or taken branch to a misaligned target `t` (only
+    /// without C): QEMU 10.0 reports the target, QEMU 7.2 the jump's own pc
+    /// (its `gen_exception_inst_addr_mis` stores `cpu_pc`, not yet updated).
+    #[cold]
+    fn jump_tval(&self, pc: u64, t: u64) -> u64 {
+        if self.qemu72 { pc } else { t }
+    }
+
     /// Trap entry (`riscv_cpu_do_interrupt` for M-mode).
     pub fn trap(&mut self, mcause: u64, tval: u64, epc: u64) {
         self.traps += 1;
+        if matches!(mcause, 0 | 1 | 4 | 5 | 6 | 7) {
+            self.badaddr = tval;
+        }
         let st = &mut self.st;
         // QEMU clears the LR reservation on every trap entry.
         st.load_res = u64::MAX;
@@ -262,18 +301,23 @@ impl Hart {
         };
     }
 
-    /// Fetch the instruction word at `pc` (RAM or ROM), marking RAM pages as
-    /// holding code.
-    fn fetch(m: &Machine, pc: u64) -> Option<u32> {
-        if pc & 3 != 0 {
+    /// Fetch the halfword at `a` (RAM or ROM), marking the RAM
+    /// code line it lies in as holding code. The translator calls it once per
+    /// halfword, so a 32-bit instruction that straddles two 64-byte lines (or
+    /// two pages) marks both, and one whose second half is outside RAM faults
+    /// at that half's address.
+    fn fetch16(m: &Machine, a: u64) -> Option<u16> {
+        if let Some(off) = m.ram.offset(a, 2) {
+            m.ram.mark_code(off);
+            return Some(m.ram.load(off, 2) as u16);
+        }
+        let (r, off) = m.bus.find(a)?;
+        // Devices fetch aligned 32-bit words (an odd pc there faults).
+        if off & 1 != 0 {
             return None;
         }
-        if let Some(off) = m.ram.offset(pc, 4) {
-            m.ram.mark_code(off);
-            return Some(m.ram.fetch32(off));
-        }
-        let (r, off) = m.bus.find(pc)?;
-        r.dev.fetch(off)
+        let w = r.dev.fetch(off & !3)?;
+        Some((w >> (8 * (off & 2))) as u16)
     }
 
     /// Run guest code until an [`Exit`], executing at most `limit`
@@ -311,7 +355,7 @@ impl Hart {
                 Some(i) => i,
                 None => {
                     let m = self.m.clone();
-                    let r = self.tbc.lookup(pc, &mut |a| Hart::fetch(&m, a));
+                    let r = self.tbc.lookup(pc, &mut |a| Hart::fetch16(&m, a));
                     match r {
                         Ok(i) => {
                             if let Some((p, slot)) = prev {
@@ -319,13 +363,13 @@ impl Hart {
                             }
                             i
                         }
-                        Err(_) => {
-                            let c = if pc & 3 != 0 {
+                        Err(f) => {
+                            let c = if pc & self.ialign_mask != 0 {
                                 cause::INSN_MISALIGNED
                             } else {
                                 cause::INSN_ACCESS
                             };
-                            self.trap(c, pc, pc);
+                            self.trap(c, f.addr, pc);
                             prev = None;
                             continue;
                         }
@@ -380,10 +424,13 @@ impl Hart {
         let m = &*self.m;
         let tb_len = tb.len as usize;
         let code_gen = self.tbc.code_gen;
+        // Jump targets must be 4-aligned without C (IALIGN = 32); with C QEMU
+        // checks nothing.
+        let tmask = self.ialign_mask;
         // Instructions done by earlier passes of a TB that loops on itself.
         let mut base_done: u64 = 0;
         'tb: loop {
-            for (i, &d) in insns.iter().enumerate() {
+            for (i, d) in insns.iter().enumerate() {
                 let x = &mut st.x;
                 let rs1 = x[d.rs1 as usize];
                 let rs2 = x[d.rs2 as usize];
@@ -393,7 +440,7 @@ impl Hart {
                     Op::Add => x[rd] = rs1.wrapping_add(rs2),
                     Op::Sub => x[rd] = rs1.wrapping_sub(rs2),
                     Op::Lui => x[rd] = d.imm as u64,
-                    Op::Auipc => x[rd] = (base + 4 * i as u64).wrapping_add(d.imm as u64),
+                    Op::Auipc => x[rd] = (base + d.off as u64).wrapping_add(d.imm as u64),
                     Op::Slti => x[rd] = ((rs1 as i64) < d.imm) as u64,
                     Op::Sltiu => x[rd] = (rs1 < d.imm as u64) as u64,
                     Op::Xori => x[rd] = rs1 ^ d.imm as u64,
@@ -482,14 +529,18 @@ impl Hart {
                             Op::Bltu => rs1 < rs2,
                             _ => rs1 >= rs2,
                         };
-                        let pc = base + 4 * i as u64;
+                        let pc = base + d.off as u64;
                         if taken {
                             let t = pc.wrapping_add(d.imm as u64);
-                            if t & 3 != 0 {
+                            if t & tmask != 0 {
                                 st.pc = pc;
                                 return (
                                     base_done + i as u64,
-                                    Step::Trap(cause::INSN_MISALIGNED, t, false),
+                                    Step::Trap(
+                                        cause::INSN_MISALIGNED,
+                                        self.jump_tval(pc, t),
+                                        false,
+                                    ),
                                 );
                             }
                             // A TB that branches back to its own start: run it
@@ -509,34 +560,34 @@ impl Hart {
                             st.pc = t;
                             return (base_done + i as u64 + 1, Step::Jump(1));
                         }
-                        st.pc = pc + 4;
+                        st.pc = pc + d.len as u64;
                         return (base_done + i as u64 + 1, Step::Jump(0));
                     }
                     Op::Jal => {
-                        let pc = base + 4 * i as u64;
+                        let pc = base + d.off as u64;
                         let t = pc.wrapping_add(d.imm as u64);
-                        if t & 3 != 0 {
+                        if t & tmask != 0 {
                             st.pc = pc;
                             return (
                                 base_done + i as u64,
-                                Step::Trap(cause::INSN_MISALIGNED, t, false),
+                                Step::Trap(cause::INSN_MISALIGNED, self.jump_tval(pc, t), false),
                             );
                         }
-                        x[rd] = pc + 4;
+                        x[rd] = pc + d.len as u64;
                         st.pc = t;
                         return (base_done + i as u64 + 1, Step::Jump(0));
                     }
                     Op::Jalr => {
-                        let pc = base + 4 * i as u64;
+                        let pc = base + d.off as u64;
                         let t = rs1.wrapping_add(d.imm as u64) & !1;
-                        if t & 3 != 0 {
+                        if t & tmask != 0 {
                             st.pc = pc;
                             return (
                                 base_done + i as u64,
                                 Step::Trap(cause::INSN_MISALIGNED, t, false),
                             );
                         }
-                        x[rd] = pc + 4;
+                        x[rd] = pc + d.len as u64;
                         st.pc = t;
                         return (base_done + i as u64 + 1, Step::Jump(0));
                     }
@@ -551,7 +602,8 @@ impl Hart {
                         let raw = match m.ram.offset(addr, len) {
                             Some(off) => m.ram.load(off, len),
                             None => {
-                                let pc = base + 4 * i as u64;
+                                let d = *d; // a copy: `self` is borrowed mutably below
+                                let pc = base + d.off as u64;
                                 st.pc = pc;
                                 self.retired += base_done + i as u64;
                                 self.mmio_accesses += 1;
@@ -562,7 +614,7 @@ impl Hart {
                                 match r {
                                     Ok(v) => {
                                         st.x[rd] = extend(d.op, v);
-                                        st.pc = pc + 4;
+                                        st.pc = pc + d.len as u64;
                                         return (base_done + i as u64 + 1, Step::Io);
                                     }
                                     Err(()) => {
@@ -587,12 +639,13 @@ impl Hart {
                         match m.ram.offset(addr, len) {
                             Some(off) => {
                                 if m.ram.store(off, len, rs2) {
-                                    st.pc = base + 4 * (i as u64 + 1);
+                                    st.pc = base + d.off as u64 + d.len as u64;
                                     return (base_done + i as u64 + 1, Step::Flush);
                                 }
                             }
                             None => {
-                                let pc = base + 4 * i as u64;
+                                let d = *d; // a copy: `self` is borrowed mutably below
+                                let pc = base + d.off as u64;
                                 st.pc = pc;
                                 self.retired += base_done + i as u64;
                                 self.mmio_accesses += 1;
@@ -600,12 +653,12 @@ impl Hart {
                                 self.retired -= base_done + i as u64;
                                 match r {
                                     Ok(()) => {
-                                        self.st.pc = pc + 4;
+                                        self.st.pc = pc + d.len as u64;
                                         return (base_done + i as u64 + 1, Step::Io);
                                     }
                                     Err(()) => {
                                         return (
-                                            i as u64,
+                                            base_done + i as u64,
                                             Step::Trap(cause::STORE_ACCESS, addr, false),
                                         );
                                     }
@@ -615,22 +668,24 @@ impl Hart {
                     }
                     Op::Fence => {}
                     Op::FenceI => {
-                        st.pc = base + 4 * (i as u64 + 1);
+                        st.pc = base + d.off as u64 + d.len as u64;
                         return (base_done + i as u64 + 1, Step::Flush);
                     }
                     Op::Ecall | Op::Ebreak | Op::Illegal => {
-                        st.pc = base + 4 * i as u64;
+                        st.pc = base + d.off as u64;
                         let c = match d.op {
                             Op::Ecall => cause::ECALL_M,
                             Op::Ebreak => cause::BREAKPOINT,
                             _ => cause::ILLEGAL_INSN,
                         };
-                        // QEMU 7.2: mtval is the instruction word for an illegal
-                        // instruction, 0 for ecall and ebreak.
-                        let tval = if d.op == Op::Illegal {
-                            d.imm as u32 as u64
-                        } else {
-                            0
+                        // mtval: the instruction (the 32-bit word, or the halfword
+                        // of a compressed one) for an illegal instruction, 0 for
+                        // ecall; for ebreak (and c.ebreak) QEMU 10.0 reports the
+                        // pc of the ebreak, QEMU 7.2 leaves 0.
+                        let tval = match d.op {
+                            Op::Illegal => d.imm as u32 as u64,
+                            Op::Ebreak if !self.qemu72 => st.pc,
+                            _ => 0,
                         };
                         return (base_done + i as u64, Step::Trap(c, tval, true));
                     }
@@ -641,17 +696,23 @@ impl Hart {
                         // QEMU clears the LR reservation on mret too.
                         st.load_res = u64::MAX;
                         st.pc = st.mepc;
-                        if st.pc & 3 != 0 {
-                            st.pc = base + 4 * i as u64;
+                        // QEMU's `helper_mret`: without C, a target with bit 1
+                        // set traps (cause 0, mepc = the mret); with C any mepc
+                        // is a target, even an odd one.
+                        if st.pc & tmask != 0 {
+                            // mtval: whatever QEMU's `badaddr` last held (7.2
+                            // and 10.0 alike: `helper_mret` does not set it).
+                            let tval = self.badaddr;
+                            st.pc = base + d.off as u64;
                             return (
                                 base_done + i as u64,
-                                Step::Trap(cause::INSN_MISALIGNED, 0, false),
+                                Step::Trap(cause::INSN_MISALIGNED, tval, false),
                             );
                         }
                         return (base_done + i as u64 + 1, Step::Io);
                     }
                     Op::Wfi => {
-                        st.pc = base + 4 * (i as u64 + 1);
+                        st.pc = base + d.off as u64 + d.len as u64;
                         // QEMU's TB around a wfi runs on past it (see
                         // `qemu_wfi_tail`), capped by the budget like any TB.
                         let tail = (d.imm as u64).min(limit - base_done - i as u64 - 1);
@@ -659,31 +720,33 @@ impl Hart {
                         return (base_done + i as u64 + 1, Step::Halt);
                     }
                     Op::Csr => {
-                        let pc = base + 4 * i as u64;
+                        let d = *d; // a copy: `self` is borrowed mutably below
+                        let pc = base + d.off as u64;
                         st.pc = pc;
                         self.retired += base_done + i as u64;
                         let r = self.csr_op(d, rs1);
                         self.retired -= base_done + i as u64;
                         return match r {
                             Ok(()) => {
-                                self.st.pc = pc + 4;
+                                self.st.pc = pc + d.len as u64;
                                 (base_done + i as u64 + 1, Step::Io)
                             }
                             Err(()) => (
-                                i as u64,
+                                base_done + i as u64,
                                 Step::Trap(cause::ILLEGAL_INSN, csr_word(d), false),
                             ),
                         };
                     }
                     Op::Lr | Op::Sc | Op::Amo => {
-                        let pc = base + 4 * i as u64;
+                        let d = *d; // a copy: `self` is borrowed mutably below
+                        let pc = base + d.off as u64;
                         st.pc = pc;
                         self.retired += base_done + i as u64;
                         let r = self.atomic(d, rs1, rs2);
                         self.retired -= base_done + i as u64;
                         return match r {
                             Ok(io) => {
-                                self.st.pc = pc + 4;
+                                self.st.pc = pc + d.len as u64;
                                 // Keep going in a new TB; the TB is ended so that a
                                 // store over code or an I/O access is handled.
                                 (
@@ -691,12 +754,24 @@ impl Hart {
                                     if io { Step::Io } else { Step::Jump(0) },
                                 )
                             }
-                            Err((c, tval)) => (base_done + i as u64, Step::Trap(c, tval, false)),
+                            Err((c, tval)) => {
+                                // An AMO access fault: cause 5 on QEMU 7.2
+                                // (it emulates the AMO as a load first), 7 on
+                                // QEMU 10.0.
+                                let c =
+                                    if c == cause::LOAD_ACCESS && d.op == Op::Amo && !self.qemu72 {
+                                        cause::STORE_ACCESS
+                                    } else {
+                                        c
+                                    };
+                                (base_done + i as u64, Step::Trap(c, tval, false))
+                            }
                         };
                     }
                 }
             }
-            st.pc = base + 4 * n as u64;
+            let last = insns[n - 1];
+            st.pc = base + last.off as u64 + last.len as u64;
             return (base_done + n as u64, Step::Next);
         }
     }
@@ -855,7 +930,7 @@ impl Hart {
         let st = &self.st;
         Ok(match csr {
             MSTATUS => st.mstatus | MSTATUS_MPP,
-            MISA => MISA_VALUE,
+            MISA => misa_value(self.tbc.c),
             MIE => st.mie,
             MIP => self.shared.mip(),
             MTVEC => st.mtvec,

@@ -95,8 +95,8 @@ pub enum Op {
     /// is in the upper bits: `imm >> 8` is the [`AmoOp`].
     Amo,
     /// An encoding this hart does not implement: raises an illegal-instruction
-    /// exception when executed, with the raw word (in `imm`) as mtval, as QEMU
-    /// 7.2 reports it.
+    /// exception when executed, with the raw word (in `imm`; the 16-bit
+    /// halfword for a compressed encoding) as mtval, as QEMU reports it.
     Illegal,
 }
 
@@ -201,6 +201,12 @@ impl AmoOp {
 }
 
 /// One pre-decoded instruction (16 bytes).
+///
+/// The decoders ([`super::decode::decode`] for 32-bit words,
+/// [`super::rvc::decode16`] for compressed halfwords) fill in `op`, the
+/// registers, `imm` and `len`; the translator sets `off`, so that the
+/// interpreter computes each instruction's pc as `tb.pc + off` and the next pc
+/// as `pc + len`, whatever mix of 2- and 4-byte instructions the TB holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Insn {
     /// What to do.
@@ -211,9 +217,16 @@ pub struct Insn {
     pub rs1: u8,
     /// Second source register (or a small sub-kind, see [`Op`]).
     pub rs2: u8,
+    /// Byte offset of this instruction from the start of its TB (a TB never
+    /// spans more than a page plus one instruction, so it fits).
+    pub off: u16,
+    /// Length of the encoding in bytes: 4, or 2 for a compressed instruction.
+    pub len: u8,
     /// The immediate, sign-extended; shift amounts; CSR numbers; widths.
     pub imm: i64,
 }
+
+const _: () = assert!(std::mem::size_of::<Insn>() == 16);
 
 /// Index of the register that absorbs writes to x0.
 pub const SINK: u8 = 32;

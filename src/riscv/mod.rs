@@ -1,4 +1,5 @@
-//! The RISC-V hart: RV64IMA + Zicsr + Zifencei, machine mode only.
+//! The RISC-V hart: RV64IMAC + Zicsr + Zifencei, machine mode only (C can be
+//! turned off: `--cpu rv64,c=off`).
 //!
 //! QEMU analogue: `target/riscv/` — `cpu.h` (CPURISCVState), `csr.c`,
 //! `cpu_helper.c` (trap entry, `riscv_cpu_do_interrupt`), `op_helper.c`
@@ -9,6 +10,7 @@ pub mod csr;
 pub mod decode;
 pub mod hart;
 pub mod insn;
+pub mod rvc;
 pub mod tb;
 
 /// Exception causes (mcause values without the interrupt bit).
