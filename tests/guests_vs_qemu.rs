@@ -199,3 +199,140 @@ fn guests_with_several_harts() {
         }
     }
 }
+
+/// QEMU 10.0 (`qemu-system-riscv64-10.0`), or `None` with a loud message
+/// (under CI, a panic) when it is not installed.
+fn qemu_10() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("qemu-system-riscv64-10.0"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("qemu-system-riscv64-10.0 not found, but CI is set");
+        }
+        eprintln!(
+            "!!! SKIPPED: qemu-system-riscv64-10.0 is not installed; no QEMU 10.0 cross-check"
+        );
+    }
+    found
+}
+
+/// Which QEMU a cross-check runs against, and the `--compat` that matches it.
+#[derive(Clone, Copy, Debug)]
+enum Reference {
+    /// `qemu-system-riscv64` (7.2), compared with `--compat qemu-7.2`.
+    Qemu7_2,
+    /// `qemu-system-riscv64-10.0`, compared with the default compat.
+    Qemu10_0,
+}
+
+/// Run `name` on the `reference` QEMU with `qemu_extra` and on vcpulab with
+/// `extra` (plus `--compat qemu-7.2` for QEMU 7.2) and require the same UART
+/// bytes and exit status. Returns QEMU's stdout, or `None` when that QEMU is
+/// absent.
+fn compare_ref(
+    reference: Reference,
+    name: &str,
+    params: &[(usize, u64)],
+    qemu_extra: &[&str],
+    extra: &[&str],
+) -> Option<String> {
+    let (qemu, compat): (_, &[&str]) = match reference {
+        Reference::Qemu7_2 => (qemu()?, &["--compat", "qemu-7.2"]),
+        Reference::Qemu10_0 => (qemu_10()?, &[]),
+    };
+    let elf = guest(name);
+    assert!(elf.is_file(), "missing guest ELF {}", elf.display());
+    let what = format!("{name} {params:?} on {reference:?} {qemu_extra:?} / vcpulab {extra:?}");
+    let q = run_qemu(&qemu, &elf, qemu_extra, params, QEMU_LIMIT);
+    assert!(
+        !q.timed_out,
+        "QEMU timed out: {what}\n{}",
+        describe("qemu", &q)
+    );
+    assert!(
+        !q.stdout.is_empty(),
+        "QEMU printed nothing: {what}\n{}",
+        describe("qemu", &q)
+    );
+    let args: Vec<&str> = compat.iter().chain(extra).copied().collect();
+    let v = run_vcpulab(&elf, &args, params, VCPULAB_LIMIT);
+    assert!(
+        !v.timed_out,
+        "vcpulab timed out: {what}\n{}",
+        describe("vcpulab", &v)
+    );
+    if q.stdout != v.stdout {
+        // Show the first differing line rather than two 80 KB dumps.
+        let (qt, vt) = (q.text(), v.text());
+        let first = qt
+            .lines()
+            .zip(vt.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(qt.lines().count().min(vt.lines().count()));
+        panic!(
+            "UART output differs: {what}, first at line {}\nqemu:    {:?}\nvcpulab: {:?}\nvcpulab stderr:\n{}",
+            first + 1,
+            qt.lines().nth(first),
+            vt.lines().nth(first),
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
+    assert_eq!(q.code, v.code, "exit status differs: {what}");
+    Some(q.text())
+}
+
+/// Every Zba/Zbb/Zbs instruction over edge values, and the encodings next to
+/// them that QEMU rejects, against both QEMUs with the default `-cpu rv64`
+/// (all three extensions on).
+#[test]
+fn zb_all_extensions() {
+    for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
+        if let Some(out) = compare_ref(r, "zb", &[], &["-cpu", "rv64"], &["--cpu", "rv64"]) {
+            assert!(out.ends_with("zb done\n"), "{out}");
+            assert!(!out.contains('!'), "a Zb* instruction trapped on {r:?}");
+            assert!(
+                out.contains("rev8 a=0x123456789abcdef: 0xefcdab8967452301\n"),
+                "{out}"
+            );
+            // The encodings QEMU rejects trap with cause 2 and the word in mtval.
+            assert!(
+                out.contains("illegal zext_h_rv32: mcause=0x2 mtval=0x805c533 mepc=probe+0\n"),
+                "{out}"
+            );
+            // QEMU 7.2's ctzw counts over 64 bits (see bitmanip::exec).
+            let ctzw = match r {
+                Reference::Qemu7_2 => "ctzw a=0x8000000000000000: 0x3f\n",
+                Reference::Qemu10_0 => "ctzw a=0x8000000000000000: 0x20\n",
+            };
+            assert!(out.contains(ctzw), "{out}");
+        }
+    }
+}
+
+/// Each extension switched off (`-cpu rv64,zba=false` on QEMU, `--cpu
+/// rv64,zba=off` here), and all three: its instructions raise an illegal
+/// instruction exception with the word in mtval; the others still run.
+#[test]
+fn zb_extensions_off() {
+    for (qcpu, vcpu, off_insn) in [
+        ("rv64,zba=false", "rv64,zba=off", "sh1add a=0x0:"),
+        ("rv64,zbb=false", "rv64,zbb=off", "andn a=0x0:"),
+        ("rv64,zbs=false", "rv64,zbs=off", "bset a=0x0:"),
+        (
+            "rv64,zba=false,zbb=false,zbs=false",
+            "rv64,zba=off,zbb=off,zbs=off",
+            "rev8 a=0x0:",
+        ),
+    ] {
+        for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
+            if let Some(out) = compare_ref(r, "zb", &[], &["-cpu", qcpu], &["--cpu", vcpu]) {
+                let line = out.lines().find(|l| l.starts_with(off_insn)).unwrap();
+                assert!(line.contains(" !c=0x2,tval=0x"), "{qcpu}: {line}");
+                assert!(out.ends_with("zb done\n"), "{out}");
+            }
+        }
+    }
+}

@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 
+use super::bitmanip;
 use super::cause;
 use super::csr::*;
 use super::insn::{AmoOp, CsrOp, Insn, Op};
@@ -165,7 +166,7 @@ impl Hart {
     pub fn new(shared: Arc<CpuShared>, m: Arc<Machine>) -> Hart {
         Hart {
             st: CpuState::power_on(),
-            tbc: TbCache::new(),
+            tbc: TbCache::for_cpu(m.config.cpu),
             shared,
             m,
             retired: 0,
@@ -613,6 +614,46 @@ impl Hart {
                             }
                         }
                     }
+                    Op::AddUw
+                    | Op::Sh1add
+                    | Op::Sh2add
+                    | Op::Sh3add
+                    | Op::Sh1addUw
+                    | Op::Sh2addUw
+                    | Op::Sh3addUw
+                    | Op::SlliUw
+                    | Op::Andn
+                    | Op::Orn
+                    | Op::Xnor
+                    | Op::Clz
+                    | Op::Clzw
+                    | Op::Ctz
+                    | Op::Ctzw
+                    | Op::Cpop
+                    | Op::Cpopw
+                    | Op::Max
+                    | Op::Maxu
+                    | Op::Min
+                    | Op::Minu
+                    | Op::SextB
+                    | Op::SextH
+                    | Op::ZextH
+                    | Op::Rol
+                    | Op::Rolw
+                    | Op::Ror
+                    | Op::Rori
+                    | Op::Roriw
+                    | Op::Rorw
+                    | Op::OrcB
+                    | Op::Rev8
+                    | Op::Bclr
+                    | Op::Bclri
+                    | Op::Bext
+                    | Op::Bexti
+                    | Op::Binv
+                    | Op::Binvi
+                    | Op::Bset
+                    | Op::Bseti => x[rd] = bitmanip::exec(d.op, rs1, rs2, d.imm, m.config.compat),
                     Op::Fence => {}
                     Op::FenceI => {
                         st.pc = base + 4 * (i as u64 + 1);

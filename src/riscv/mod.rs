@@ -5,6 +5,7 @@
 //! (`mret`, `wfi`), and the translator in `translate.c` — plus the TB cache of
 //! `accel/tcg/` (`tb_lookup`, `tb_gen_code`). See [`hart::Hart`].
 
+pub mod bitmanip;
 pub mod csr;
 pub mod decode;
 pub mod hart;

@@ -15,6 +15,7 @@ use std::cell::Cell;
 
 use super::decode::decode;
 use super::insn::Insn;
+use crate::config::CpuConfig;
 
 /// At most this many instructions per TB (QEMU: `TCG_MAX_INSNS` = 512).
 pub const MAX_TB_INSNS: usize = 512;
@@ -44,12 +45,12 @@ pub struct FetchFault;
 /// leaves without giving the rest back, so those instructions are counted
 /// once for the `wfi` and again when they really execute. vcpulab reproduces
 /// the count (see `Hart::execute`).
-pub fn qemu_wfi_tail(pc: u64, fetch: &mut dyn FnMut(u64) -> Option<u32>) -> u32 {
+pub fn qemu_wfi_tail(pc: u64, cpu: &CpuConfig, fetch: &mut dyn FnMut(u64) -> Option<u32>) -> u32 {
     let mut n = 0;
     let mut a = pc + 4;
     while a & 0xfff != 0 {
         let Some(w) = fetch(a) else { break };
-        let d = decode(w);
+        let d = decode(w, cpu);
         n += 1;
         if d.ends_tb() && d.op != super::insn::Op::Wfi {
             break;
@@ -69,6 +70,8 @@ pub struct TbCache {
     pub code_gen: u64,
     /// Number of full flushes (for the report).
     pub flushes: u64,
+    /// The extensions the decoder accepts.
+    pub cpu: CpuConfig,
 }
 
 impl Default for TbCache {
@@ -78,14 +81,20 @@ impl Default for TbCache {
 }
 
 impl TbCache {
-    /// An empty cache.
+    /// An empty cache for a hart with every extension.
     pub fn new() -> TbCache {
+        TbCache::for_cpu(CpuConfig::default())
+    }
+
+    /// An empty cache whose decoder accepts the extensions of `cpu`.
+    pub fn for_cpu(cpu: CpuConfig) -> TbCache {
         TbCache {
             tbs: Vec::new(),
             insns: Vec::new(),
             map: vec![(u64::MAX, 0); 1 << MAP_BITS],
             code_gen: 0,
             flushes: 0,
+            cpu,
         }
     }
 
@@ -144,9 +153,9 @@ impl TbCache {
         let start = self.insns.len();
         let mut a = pc;
         while let Some(w) = fetch(a) {
-            let mut insn = decode(w);
+            let mut insn = decode(w, &self.cpu);
             if insn.op == super::insn::Op::Wfi {
-                insn.imm = qemu_wfi_tail(a, fetch) as i64;
+                insn.imm = qemu_wfi_tail(a, &self.cpu, fetch) as i64;
             }
             self.insns.push(insn);
             a += 4;
