@@ -41,7 +41,8 @@ fn check_with(name: &str, param_sets: &[&[(usize, u64)]], shifts: &[u32], extra:
                 q.text(),
                 String::from_utf8_lossy(&q.stderr)
             );
-            let mut args = vec!["--icount", icount.as_str()];
+            // The reference is QEMU 7.2.
+            let mut args = vec!["--compat", "qemu-7.2", "--icount", icount.as_str()];
             args.extend_from_slice(extra);
             let v = run_vcpulab(&elf, &args, params, VCPULAB_LIMIT);
             if v.stdout != q.stdout || v.code != q.code {

@@ -83,7 +83,8 @@ fn run_pair(qemu: &Path, tmp: &Path, prog: &Program, name: &str) -> (RunOut, Opt
     let v = if q_ok {
         Some(common::run_vcpulab(
             &path,
-            &["--timeout", "10"],
+            // The reference is QEMU 7.2.
+            &["--compat", "qemu-7.2", "--timeout", "10"],
             &[],
             RUN_LIMIT,
         ))

@@ -132,7 +132,15 @@ fn run_vcpulab(elf: &Path, shift: u32) -> RunOut {
     let icount = format!("shift={shift},sleep=off");
     common::run_vcpulab(
         elf,
-        &["--icount", &icount, "--timeout", "10"],
+        // The reference is QEMU 7.2.
+        &[
+            "--compat",
+            "qemu-7.2",
+            "--icount",
+            &icount,
+            "--timeout",
+            "10",
+        ],
         &[],
         RUN_LIMIT,
     )
