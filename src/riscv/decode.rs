@@ -3,9 +3,11 @@
 //! QEMU analogue: `target/riscv/insn32.decode` (decodetree). The decoder is
 //! strict in the same places QEMU's is (funct7/funct6 of shifts and ALU ops,
 //! the exact SYSTEM encodings), so an encoding that QEMU rejects as illegal is
-//! illegal here too. Extensions QEMU's `rv64` CPU has but this M-mode-only
-//! RV64IMA hart does not (C, F, D, S-mode instructions, ...) decode as
-//! [`Op::Illegal`].
+//! illegal here too. Zba, Zbb and Zbs are decoded in [`bitmanip`] (called
+//! from the OP, OP-IMM, OP-32 and OP-IMM-32 branches), each only when the
+//! hart's [`CpuConfig`] enables it. Extensions QEMU's `rv64` CPU has but this
+//! M-mode-only hart does not (C, F, D, Zbc, S-mode instructions, ...) decode
+//! as [`Op::Illegal`].
 
 use super::bitmanip;
 use super::insn::{AmoOp, CsrOp, Insn, Op, SINK};

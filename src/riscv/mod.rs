@@ -1,4 +1,5 @@
-//! The RISC-V hart: RV64IMA + Zicsr + Zifencei, machine mode only.
+//! The RISC-V hart: RV64IMA + Zicsr + Zifencei + Zba + Zbb + Zbs, machine
+//! mode only.
 //!
 //! QEMU analogue: `target/riscv/` — `cpu.h` (CPURISCVState), `csr.c`,
 //! `cpu_helper.c` (trap entry, `riscv_cpu_do_interrupt`), `op_helper.c`
