@@ -413,3 +413,197 @@ fn wfi_tail_under_icount() {
         }
     }
 }
+
+/// Which QEMU a cross-check runs against, and the `--compat` that matches it.
+#[derive(Clone, Copy, Debug)]
+enum Reference {
+    /// `qemu-system-riscv64` (7.2), compared with `--compat qemu-7.2`.
+    Qemu7_2,
+    /// `qemu-system-riscv64-10.0`, compared with the default compat.
+    Qemu10_0,
+}
+
+/// Run `name` on the `reference` QEMU with `qemu_extra` and on vcpulab with
+/// `extra` (plus `--compat qemu-7.2` for QEMU 7.2) and require the same UART
+/// bytes and exit status. Returns QEMU's stdout, or `None` when that QEMU is
+/// absent.
+fn compare_ref(
+    reference: Reference,
+    name: &str,
+    params: &[(usize, u64)],
+    qemu_extra: &[&str],
+    extra: &[&str],
+) -> Option<String> {
+    match reference {
+        Reference::Qemu7_2 => compare72(name, params, qemu_extra, extra),
+        Reference::Qemu10_0 => compare10(name, params, qemu_extra, extra),
+    }
+}
+
+/// Every Zba/Zbb/Zbs instruction over edge values, and the encodings next to
+/// them that QEMU rejects, against both QEMUs with the default `-cpu rv64`
+/// (all three extensions on).
+#[test]
+fn zb_all_extensions() {
+    for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
+        if let Some(out) = compare_ref(r, "zb", &[], &["-cpu", "rv64"], &["--cpu", "rv64"]) {
+            assert!(out.ends_with("zb done\n"), "{out}");
+            assert!(!out.contains('!'), "a Zb* instruction trapped on {r:?}");
+            assert!(
+                out.contains("rev8 a=0x123456789abcdef: 0xefcdab8967452301\n"),
+                "{out}"
+            );
+            // The encodings QEMU rejects trap with cause 2 and the word in mtval.
+            assert!(
+                out.contains("illegal zext_h_rv32: mcause=0x2 mtval=0x805c533 mepc=probe+0\n"),
+                "{out}"
+            );
+            // QEMU 7.2's ctzw counts over 64 bits (see bitmanip::exec).
+            let ctzw = match r {
+                Reference::Qemu7_2 => "ctzw a=0x8000000000000000: 0x3f\n",
+                Reference::Qemu10_0 => "ctzw a=0x8000000000000000: 0x20\n",
+            };
+            assert!(out.contains(ctzw), "{out}");
+        }
+    }
+}
+
+/// Each extension switched off (`-cpu rv64,zba=false` on QEMU, `--cpu
+/// rv64,zba=off` here), and all three: its instructions raise an illegal
+/// instruction exception with the word in mtval; the others still run.
+#[test]
+fn zb_extensions_off() {
+    for (qcpu, vcpu, off_insn) in [
+        ("rv64,zba=false", "rv64,zba=off", "sh1add a=0x0:"),
+        ("rv64,zbb=false", "rv64,zbb=off", "andn a=0x0:"),
+        ("rv64,zbs=false", "rv64,zbs=off", "bset a=0x0:"),
+        (
+            "rv64,zba=false,zbb=false,zbs=false",
+            "rv64,zba=off,zbb=off,zbs=off",
+            "rev8 a=0x0:",
+        ),
+    ] {
+        for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
+            if let Some(out) = compare_ref(r, "zb", &[], &["-cpu", qcpu], &["--cpu", vcpu]) {
+                let line = out.lines().find(|l| l.starts_with(off_insn)).unwrap();
+                assert!(line.contains(" !c=0x2,tval=0x"), "{qcpu}: {line}");
+                assert!(out.ends_with("zb done\n"), "{out}");
+            }
+        }
+    }
+}
+
+/// The CSR/AMO-level probe (machine-information CSRs, mie, mcounteren,
+/// mcountinhibit, counters, AMO/LR/SC faults) against both QEMUs with the
+/// default `-cpu rv64`: without icount (counters only checked to move), and
+/// under `-icount shift=N,sleep=off` with absolute counter values.
+#[test]
+fn csr_probe_both_versions() {
+    for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
+        if let Some(out) = compare_ref(r, "csr_probe", &[], &["-cpu", "rv64"], &["--cpu", "rv64"]) {
+            assert!(out.ends_with("csr_probe done\n"), "{out}");
+            let (archid, amo) = match r {
+                Reference::Qemu7_2 => ("marchid = 0x70216\n", "mcause=0x5"),
+                Reference::Qemu10_0 => ("marchid = 0x0\n", "mcause=0x7"),
+            };
+            assert!(out.contains(archid), "{out}");
+            assert!(
+                out.contains(&format!("amoadd.d 0x90000000: {amo} mtval=0x90000000")),
+                "{out}"
+            );
+        }
+        for shift in ["0", "1", "3", "7", "10"] {
+            let icount = format!("shift={shift},sleep=off");
+            if let Some(out) = compare_ref(
+                r,
+                "csr_probe",
+                &[(0, 1)],
+                &["-cpu", "rv64", "-icount", &icount],
+                &["--cpu", "rv64", "--icount", &icount],
+            ) {
+                let line = out.lines().find(|l| l.starts_with("instret ")).unwrap();
+                // QEMU 10.0 counts instructions, 7.2 reads the icount clock.
+                let first = u64::from_str_radix(&line.split(' ').nth(1).unwrap()[2..], 16).unwrap();
+                let cycle = out.lines().find(|l| l.starts_with("cycle ")).unwrap();
+                let c0 = u64::from_str_radix(&cycle.split(' ').nth(1).unwrap()[2..], 16).unwrap();
+                match r {
+                    Reference::Qemu7_2 => assert!(first > c0, "{line} / {cycle}"),
+                    Reference::Qemu10_0 => assert!(
+                        shift == "0" || first < c0,
+                        "shift={shift}: {line} / {cycle}"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The probe with two harts (QEMU runs them in parallel, MTTCG): misaligned
+/// AMOs are store faults (cause 6) on both versions.
+#[test]
+fn csr_probe_two_harts() {
+    for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
+        if let Some(out) = compare_ref(
+            r,
+            "csr_probe",
+            &[],
+            &["-cpu", "rv64", "-smp", "2"],
+            &["--cpu", "rv64", "--smp", "2"],
+        ) {
+            assert!(
+                out.contains("amoadd.w cell+2: mcause=0x6 mtval=cell+2"),
+                "{out}"
+            );
+        }
+    }
+}
+
+/// The guests that predate `--compat`: all of them match QEMU 7.2 with
+/// `--compat qemu-7.2`, plain and (the icount guests) under `-icount
+/// shift=N,sleep=off`, and the same runs match QEMU 10.0 with the default
+/// compat.
+#[test]
+fn older_guests_on_both_versions() {
+    for r in [Reference::Qemu7_2, Reference::Qemu10_0] {
+        for name in [
+            "hello",
+            "trap_tour",
+            "compute",
+            "mmio",
+            "timer_irq",
+            "wfi_wake",
+            "smc",
+            "exit_code",
+        ] {
+            compare_ref(r, name, &[], &[], &[]);
+        }
+        for name in ["rdtime_delta", "timer_landing", "mtime_mmio", "wfi_sleep"] {
+            for shift in ["0", "3", "10"] {
+                let icount = format!("shift={shift},sleep=off");
+                compare_ref(r, name, &[], &["-icount", &icount], &["--icount", &icount]);
+            }
+        }
+    }
+}
+
+/// 30 000 pseudo-random words of the OP, OP-IMM, OP-32 and OP-IMM-32 opcodes
+/// (biased towards the Zb* encodings and their neighbours): the same words
+/// are illegal, and the others compute the same results, as on QEMU 10.0 and
+/// 7.2, with every extension on and with each one off.
+#[test]
+fn zb_decode_random_words() {
+    for (qcpu, vcpu) in [
+        ("rv64", "rv64"),
+        ("rv64,zba=false", "rv64,zba=off"),
+        ("rv64,zbb=false", "rv64,zbb=off"),
+        ("rv64,zbs=false", "rv64,zbs=off"),
+    ] {
+        for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
+            if let Some(out) = compare_ref(r, "zb_decode", &[], &["-cpu", qcpu], &["--cpu", vcpu]) {
+                let last = out.lines().last().unwrap_or("");
+                assert!(last.starts_with("words 30000 illegal "), "{last}");
+                assert!(!out.contains("unexpected trap"), "{out}");
+            }
+        }
+    }
+}

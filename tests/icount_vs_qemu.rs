@@ -41,7 +41,8 @@ fn check_with(name: &str, param_sets: &[&[(usize, u64)]], shifts: &[u32], extra:
                 q.text(),
                 String::from_utf8_lossy(&q.stderr)
             );
-            let mut args = vec!["--icount", icount.as_str()];
+            // The reference is QEMU 7.2.
+            let mut args = vec!["--compat", "qemu-7.2", "--icount", icount.as_str()];
             args.extend_from_slice(extra);
             let v = run_vcpulab(&elf, &args, params, VCPULAB_LIMIT);
             if v.stdout != q.stdout || v.code != q.code {
@@ -102,11 +103,11 @@ fn timers_handed_to_the_iothread_are_exact() {
 
 /// The functional guests print the same bytes under icount too (their
 /// interrupts land at the same instructions). The reference is QEMU 7.2, so
-/// vcpulab runs with `--compat qemu-7.2` (trap_tour's ebreak mtval and AMO
-/// access-fault cause differ on 10.0).
+/// vcpulab runs with `--compat qemu-7.2` (added by `check_with`; trap_tour's
+/// ebreak mtval and AMO access-fault cause differ on 10.0).
 #[test]
 fn functional_guests_under_icount() {
     for name in ["hello", "trap_tour", "timer_irq", "wfi_wake", "smc", "mmio"] {
-        check_with(name, &[&[]], &[0, 4, 10], &["--compat", "qemu-7.2"]);
+        check_with(name, &[&[]], &[0, 4, 10], &[]);
     }
 }

@@ -16,6 +16,8 @@ pub const MISA: u16 = 0x301;
 pub const MIE: u16 = 0x304;
 /// `mtvec`.
 pub const MTVEC: u16 = 0x305;
+/// `mcounteren`.
+pub const MCOUNTEREN: u16 = 0x306;
 /// `mcountinhibit`.
 pub const MCOUNTINHIBIT: u16 = 0x320;
 /// `mscratch`.
@@ -71,6 +73,23 @@ pub fn misa_value(c: bool) -> u64 {
 
 /// Interrupt bits that exist (and are writable in `mie`): MSI, MTI, MEI.
 pub const MIE_MASK: u64 = (1 << 3) | (1 << 7) | (1 << 11);
+
+/// The `mie` bits QEMU 7.2's `rv64` keeps (M, S, VS, SGEI, LCOFI): they are
+/// stored here so that a read returns what was written, and have no effect
+/// beyond [`MIE_MASK`].
+pub const MIE_WRITABLE_QEMU_7_2: u64 = 0x3eee;
+
+/// The `mie` bits QEMU 10.0's `rv64` keeps: as 7.2, plus the local
+/// interrupts 14..=63 (all but the U-mode bits 0, 4 and 8).
+pub const MIE_WRITABLE_QEMU_10_0: u64 = !0x111;
+
+/// The counters QEMU 10.0's `rv64` has (CY, TM, IR and hpm 3..=18): the
+/// writable bits of `mcounteren` (and of `mcountinhibit`, without TM).
+pub const PMU_COUNTERS_QEMU_10_0: u64 = 0x7ffff;
+
+/// `marchid` and `mimpid` on QEMU 7.2: its version number,
+/// `major << 16 | minor << 8 | micro` (7.2.22, the build measured).
+pub const QEMU_7_2_ARCHID: u64 = (7 << 16) | (2 << 8) | 22;
 
 /// Whether a CSR number is read-only by encoding (bits 11:10 = 3).
 #[inline]

@@ -3,11 +3,15 @@
 //! QEMU analogue: `target/riscv/insn32.decode` (decodetree). The decoder is
 //! strict in the same places QEMU's is (funct7/funct6 of shifts and ALU ops,
 //! the exact SYSTEM encodings), so an encoding that QEMU rejects as illegal is
-//! illegal here too. Extensions QEMU's `rv64` CPU has but this M-mode-only
-//! RV64IMA hart does not (C, F, D, S-mode instructions, ...) decode as
-//! [`Op::Illegal`].
+//! illegal here too. Zba, Zbb and Zbs are decoded in [`bitmanip`] (called
+//! from the OP, OP-IMM, OP-32 and OP-IMM-32 branches), each only when the
+//! hart's [`CpuConfig`] enables it. Extensions QEMU's `rv64` CPU has but this
+//! M-mode-only hart does not (C, F, D, Zbc, S-mode instructions, ...) decode
+//! as [`Op::Illegal`].
 
+use super::bitmanip;
 use super::insn::{AmoOp, CsrOp, Insn, Op, SINK};
+use crate::config::CpuConfig;
 
 #[inline]
 fn rd_of(w: u32) -> u8 {
@@ -94,9 +98,10 @@ fn i(op: Op, w: u32, imm: i64) -> Insn {
     }
 }
 
-/// Decode one instruction word.
-pub fn decode(w: u32) -> Insn {
-    let insn = decode_inner(w);
+/// Decode one instruction word for a hart with the extensions `cpu` enables
+/// (Zba, Zbb and Zbs are decoded in [`bitmanip`]).
+pub fn decode(w: u32, cpu: &CpuConfig) -> Insn {
+    let insn = decode_inner(w, cpu);
     if insn.op == Op::Illegal {
         // The raw word travels with it: QEMU reports it in mtval.
         return Insn {
@@ -107,7 +112,7 @@ pub fn decode(w: u32) -> Insn {
     insn
 }
 
-fn decode_inner(w: u32) -> Insn {
+fn decode_inner(w: u32, cpu: &CpuConfig) -> Insn {
     if w & 3 != 3 {
         // Compressed (16-bit) encodings: not implemented on this hart.
         return ILLEGAL;
@@ -209,7 +214,7 @@ fn decode_inner(w: u32) -> Insn {
                 1 if f6 == 0 => i(Op::Slli, w, shamt),
                 5 if f6 == 0 => i(Op::Srli, w, shamt),
                 5 if f6 == 0x10 => i(Op::Srai, w, shamt),
-                _ => ILLEGAL,
+                _ => bitmanip::decode(w, cpu).unwrap_or(ILLEGAL),
             }
         }
         0x1b => {
@@ -219,7 +224,7 @@ fn decode_inner(w: u32) -> Insn {
                 (1, 0) => i(Op::Slliw, w, shamt),
                 (5, 0) => i(Op::Srliw, w, shamt),
                 (5, 0x20) => i(Op::Sraiw, w, shamt),
-                _ => ILLEGAL,
+                _ => bitmanip::decode(w, cpu).unwrap_or(ILLEGAL),
             }
         }
         0x33 => {
@@ -242,7 +247,7 @@ fn decode_inner(w: u32) -> Insn {
                 (1, 5) => Op::Divu,
                 (1, 6) => Op::Rem,
                 (1, 7) => Op::Remu,
-                _ => return ILLEGAL,
+                _ => return bitmanip::decode(w, cpu).unwrap_or(ILLEGAL),
             };
             r(op, w)
         }
@@ -258,7 +263,7 @@ fn decode_inner(w: u32) -> Insn {
                 (1, 5) => Op::Divuw,
                 (1, 6) => Op::Remw,
                 (1, 7) => Op::Remuw,
-                _ => return ILLEGAL,
+                _ => return bitmanip::decode(w, cpu).unwrap_or(ILLEGAL),
             };
             r(op, w)
         }
@@ -369,57 +374,57 @@ mod tests {
     #[test]
     fn immediates() {
         // addi a0, a0, -1
-        let d = decode(0xfff5_0513);
+        let d = decode(0xfff5_0513, &CpuConfig::default());
         assert_eq!((d.op, d.rd, d.rs1, d.imm), (Op::Addi, 10, 10, -1));
         // sd a1, -8(sp)
-        let d = decode(0xfeb1_3c23);
+        let d = decode(0xfeb1_3c23, &CpuConfig::default());
         assert_eq!((d.op, d.rs1, d.rs2, d.imm), (Op::Sd, 2, 11, -8));
         // beq x0, x0, -4 → 0xfe000ee3
-        let d = decode(0xfe00_0ee3);
+        let d = decode(0xfe00_0ee3, &CpuConfig::default());
         assert_eq!((d.op, d.imm), (Op::Beq, -4));
         // jal ra, +2048 → imm[11] set
-        let d = decode(0x0010_00ef);
+        let d = decode(0x0010_00ef, &CpuConfig::default());
         assert_eq!((d.op, d.rd, d.imm), (Op::Jal, 1, 2048));
         // jal x0, -2 ^ 20 (most negative)
-        let d = decode(0x8000_006f);
+        let d = decode(0x8000_006f, &CpuConfig::default());
         assert_eq!((d.op, d.rd, d.imm), (Op::Jal, SINK, -(1 << 20)));
         // lui a0, 0x80000 → sign-extended
-        let d = decode(0x8000_0537);
+        let d = decode(0x8000_0537, &CpuConfig::default());
         assert_eq!((d.op, d.imm), (Op::Lui, -0x8000_0000));
     }
 
     #[test]
     fn strict_encodings_are_illegal() {
-        assert_eq!(decode(0xffff_ffff).op, Op::Illegal);
-        assert_eq!(decode(0).op, Op::Illegal);
+        assert_eq!(decode(0xffff_ffff, &CpuConfig::default()).op, Op::Illegal);
+        assert_eq!(decode(0, &CpuConfig::default()).op, Op::Illegal);
         // slli with funct6 = 0x01 (reserved)
-        assert_eq!(decode(0x0405_1513).op, Op::Illegal);
+        assert_eq!(decode(0x0405_1513, &CpuConfig::default()).op, Op::Illegal);
         // slliw with shamt[5] set is reserved
-        assert_eq!(decode(0x0205_151b).op, Op::Illegal);
+        assert_eq!(decode(0x0205_151b, &CpuConfig::default()).op, Op::Illegal);
         // add with funct7 = 0x40
-        assert_eq!(decode(0x8000_0033).op, Op::Illegal);
+        assert_eq!(decode(0x8000_0033, &CpuConfig::default()).op, Op::Illegal);
         // lr.w with rs2 != 0
-        assert_eq!(decode(0x1015_252f).op, Op::Illegal);
+        assert_eq!(decode(0x1015_252f, &CpuConfig::default()).op, Op::Illegal);
         // sret is not on an M-mode-only hart
-        assert_eq!(decode(0x1020_0073).op, Op::Illegal);
+        assert_eq!(decode(0x1020_0073, &CpuConfig::default()).op, Op::Illegal);
         // load funct3 7
-        assert_eq!(decode(0x0000_7003).op, Op::Illegal);
+        assert_eq!(decode(0x0000_7003, &CpuConfig::default()).op, Op::Illegal);
         // compressed
-        assert_eq!(decode(0x0000_4501).op, Op::Illegal);
+        assert_eq!(decode(0x0000_4501, &CpuConfig::default()).op, Op::Illegal);
     }
 
     #[test]
     fn x0_destination_goes_to_sink() {
-        let d = decode(0x0010_0013); // addi x0, x0, 1
+        let d = decode(0x0010_0013, &CpuConfig::default()); // addi x0, x0, 1
         assert_eq!(d.rd, SINK);
-        let d = decode(0x1050_0073);
+        let d = decode(0x1050_0073, &CpuConfig::default());
         assert_eq!(d.op, Op::Wfi);
     }
 
     #[test]
     fn amo_and_csr_fields() {
         // amoswap.d a0, a1, (a2) : 0x08b6352f
-        let d = decode(0x08b6_352f);
+        let d = decode(0x08b6_352f, &CpuConfig::default());
         assert_eq!(
             (
                 d.op,
@@ -432,7 +437,7 @@ mod tests {
             (Op::Amo, 10, 12, 11, 8, AmoOp::Swap)
         );
         // csrrw a0, mscratch, a1 : 0x34059573
-        let d = decode(0x3405_9573);
+        let d = decode(0x3405_9573, &CpuConfig::default());
         assert_eq!(
             (d.op, d.rd, d.rs1, d.rs2, d.imm),
             (Op::Csr, 10, 11, CsrOp::Rw as u8, 0x340)

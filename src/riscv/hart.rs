@@ -27,6 +27,7 @@
 
 use std::sync::Arc;
 
+use super::bitmanip;
 use super::cause;
 use super::csr::*;
 use super::insn::{AmoOp, CsrOp, Insn, Op};
@@ -74,6 +75,8 @@ pub struct CpuState {
     pub mtval: u64,
     /// `mcountinhibit`.
     pub mcountinhibit: u64,
+    /// `mcounteren` (stored; with no lower privilege mode it has no effect).
+    pub mcounteren: u64,
     /// The PMU counters as QEMU 7.2 keeps them (`PMUCTRState`), indexed by
     /// counter number (0 = mcycle, 2 = minstret, 3..=31 = mhpmcounterN).
     pub pmu: [PmuCounter; 32],
@@ -102,6 +105,7 @@ impl CpuState {
             mcause: 0,
             mtval: 0,
             mcountinhibit: 0,
+            mcounteren: 0,
             pmu: [PmuCounter::default(); 32],
             mhpmevent: [0; 32],
             pmpcfg: [0; 16],
@@ -113,10 +117,16 @@ impl CpuState {
 }
 
 /// One PMU counter (QEMU's `PMUCTRState`). mcycle and minstret read
-/// `ticks - prev + val`; the hpm counters read `val`. With the counter's
-/// `mcountinhibit` bit set, a counter that was never started reads `val`
-/// (QEMU 7.2's `riscv_pmu_read_ctr`); writing `mcountinhibit` starts every
-/// counter whose bit is clear, and nothing stops one again.
+/// `ticks - prev + val`; the hpm counters read `val`.
+///
+/// QEMU 7.2 (`riscv_pmu_read_ctr`): with the counter's `mcountinhibit` bit
+/// set, a counter that is not started reads `val`; a started one reads the
+/// running value once and is marked stopped, so later reads give `val`;
+/// writing `mcountinhibit` starts every counter whose bit is clear.
+///
+/// QEMU 10.0: setting the bit freezes the counter (`val` takes the running
+/// value) and reads give `val`; clearing it restarts counting from there
+/// (`prev` = now). `started` is unused.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PmuCounter {
     /// The value last written.
@@ -186,11 +196,9 @@ impl Hart {
         let c = m.config.cpu.c;
         let ialign_mask = if c { 0 } else { 3 };
         let qemu72 = m.config.compat == Compat::Qemu7_2;
-        let mut tbc = TbCache::new();
-        tbc.c = c;
         Hart {
             st: CpuState::power_on(),
-            tbc,
+            tbc: TbCache::for_cpu(m.config.cpu),
             shared,
             m,
             retired: 0,
@@ -666,6 +674,46 @@ impl Hart {
                             }
                         }
                     }
+                    Op::AddUw
+                    | Op::Sh1add
+                    | Op::Sh2add
+                    | Op::Sh3add
+                    | Op::Sh1addUw
+                    | Op::Sh2addUw
+                    | Op::Sh3addUw
+                    | Op::SlliUw
+                    | Op::Andn
+                    | Op::Orn
+                    | Op::Xnor
+                    | Op::Clz
+                    | Op::Clzw
+                    | Op::Ctz
+                    | Op::Ctzw
+                    | Op::Cpop
+                    | Op::Cpopw
+                    | Op::Max
+                    | Op::Maxu
+                    | Op::Min
+                    | Op::Minu
+                    | Op::SextB
+                    | Op::SextH
+                    | Op::ZextH
+                    | Op::Rol
+                    | Op::Rolw
+                    | Op::Ror
+                    | Op::Rori
+                    | Op::Roriw
+                    | Op::Rorw
+                    | Op::OrcB
+                    | Op::Rev8
+                    | Op::Bclr
+                    | Op::Bclri
+                    | Op::Bext
+                    | Op::Bexti
+                    | Op::Binv
+                    | Op::Binvi
+                    | Op::Bset
+                    | Op::Bseti => x[rd] = bitmanip::exec(d.op, rs1, rs2, d.imm, m.config.compat),
                     Op::Fence => {}
                     Op::FenceI => {
                         st.pc = base + d.off as u64 + d.len as u64;
@@ -754,18 +802,9 @@ impl Hart {
                                     if io { Step::Io } else { Step::Jump(0) },
                                 )
                             }
-                            Err((c, tval)) => {
-                                // An AMO access fault: cause 5 on QEMU 7.2
-                                // (it emulates the AMO as a load first), 7 on
-                                // QEMU 10.0.
-                                let c =
-                                    if c == cause::LOAD_ACCESS && d.op == Op::Amo && !self.qemu72 {
-                                        cause::STORE_ACCESS
-                                    } else {
-                                        c
-                                    };
-                                (base_done + i as u64, Step::Trap(c, tval, false))
-                            }
+                            // (The AMO access-fault cause per QEMU version
+                            // is chosen in `atomic`.)
+                            Err((c, tval)) => (base_done + i as u64, Step::Trap(c, tval, false)),
                         };
                     }
                 }
@@ -882,17 +921,21 @@ impl Hart {
                     return Err((self.amo_misaligned_cause(), addr));
                 }
                 let op = AmoOp::from_u8((d.imm >> 8) as u8);
+                // An AMO that cannot reach memory: a load access fault on QEMU
+                // 7.2, a store/AMO access fault on QEMU 10.0.
+                let fault = match m.config.compat {
+                    Compat::Qemu7_2 => cause::LOAD_ACCESS,
+                    Compat::Qemu10_0 => cause::STORE_ACCESS,
+                };
                 let old = match m.ram.offset(addr, width) {
                     Some(off) => {
                         let (old, _) = m.ram.rmw(off, width, |o| op.apply(o, rs2, width));
                         old
                     }
                     None => {
-                        let old = self
-                            .mmio_load(addr, width, 1)
-                            .map_err(|_| (cause::LOAD_ACCESS, addr))?;
+                        let old = self.mmio_load(addr, width, 1).map_err(|_| (fault, addr))?;
                         self.mmio_store(addr, width, op.apply(old, rs2, width), 1)
-                            .map_err(|_| (cause::LOAD_ACCESS, addr))?;
+                            .map_err(|_| (fault, addr))?;
                         old
                     }
                 };
@@ -914,6 +957,19 @@ impl Hart {
         }
     }
 
+    /// Ticks for PMU counter `idx` (0 = mcycle, 2 = minstret): QEMU 10.0's
+    /// minstret under icount counts instructions (`icount_get_raw()`); every
+    /// other case is [`Hart::ticks`] (QEMU 7.2 reads the same clock for both).
+    fn counter_ticks(&mut self, idx: usize) -> u64 {
+        if idx == 2 && self.m.config.compat == Compat::Qemu10_0 {
+            if let Some(ic) = self.m.icount.clone() {
+                self.sync_icount(1);
+                return ic.get_raw() as u64;
+            }
+        }
+        self.ticks() as u64
+    }
+
     /// Ticks for `mcycle`/`minstret`: VIRTUAL ns under icount (QEMU's
     /// `icount_get()`), else the host tick counter.
     fn ticks(&mut self) -> i64 {
@@ -930,7 +986,7 @@ impl Hart {
         let st = &self.st;
         Ok(match csr {
             MSTATUS => st.mstatus | MSTATUS_MPP,
-            MISA => misa_value(self.tbc.c),
+            MISA => misa_value(self.tbc.cpu.c),
             MIE => st.mie,
             MIP => self.shared.mip(),
             MTVEC => st.mtvec,
@@ -939,16 +995,34 @@ impl Hart {
             MCAUSE => st.mcause,
             MTVAL => st.mtval,
             MCOUNTINHIBIT => st.mcountinhibit,
-            MVENDORID | MARCHID | MIMPID | MCONFIGPTR => 0,
+            MCOUNTEREN => st.mcounteren,
+            MVENDORID | MCONFIGPTR => 0,
+            // QEMU 7.2 reports its version (7.2.22 here), QEMU 10.0 zero.
+            MARCHID | MIMPID => match self.m.config.compat {
+                Compat::Qemu7_2 => QEMU_7_2_ARCHID,
+                Compat::Qemu10_0 => 0,
+            },
             MHARTID => self.id(),
-            MCYCLE | CYCLE | MINSTRET | INSTRET | 0xb03..=0xb1f | 0xc03..=0xc1f => {
+            // QEMU's rv64 has 16 programmable counters (3..=18); 19..=31 do
+            // not exist (their mhpmevent CSRs do).
+            MCYCLE | CYCLE | MINSTRET | INSTRET | 0xb03..=0xb12 | 0xc03..=0xc12 => {
                 let idx = (csr & 0x1f) as usize;
                 let c = st.pmu[idx];
                 let inhibited = st.mcountinhibit & (1 << idx) != 0;
-                if (inhibited && !c.started) || !(idx == 0 || idx == 2) {
+                if !(idx == 0 || idx == 2) {
                     c.val
+                } else if inhibited {
+                    match self.m.config.compat {
+                        Compat::Qemu7_2 if c.started => {
+                            self.st.pmu[idx].started = false;
+                            self.counter_ticks(idx)
+                                .wrapping_sub(c.prev)
+                                .wrapping_add(c.val)
+                        }
+                        _ => c.val,
+                    }
                 } else {
-                    (self.ticks() as u64)
+                    self.counter_ticks(idx)
                         .wrapping_sub(c.prev)
                         .wrapping_add(c.val)
                 }
@@ -968,13 +1042,24 @@ impl Hart {
     fn csr_write(&mut self, csr: u16, v: u64) {
         match csr {
             MSTATUS => self.st.mstatus = v & (MSTATUS_MIE | MSTATUS_MPIE),
-            MIE => self.st.mie = v & MIE_MASK,
+            MIE => {
+                self.st.mie = v & match self.m.config.compat {
+                    Compat::Qemu7_2 => MIE_WRITABLE_QEMU_7_2,
+                    Compat::Qemu10_0 => MIE_WRITABLE_QEMU_10_0,
+                }
+            }
+            MCOUNTEREN => {
+                self.st.mcounteren = match self.m.config.compat {
+                    Compat::Qemu7_2 => v,
+                    Compat::Qemu10_0 => v & PMU_COUNTERS_QEMU_10_0,
+                }
+            }
             MTVEC if v & 3 < 2 => self.st.mtvec = v,
             MSCRATCH => self.st.mscratch = v,
             MEPC => self.st.mepc = v,
             MCAUSE => self.st.mcause = v,
             MTVAL => self.st.mtval = v,
-            MCOUNTINHIBIT => {
+            MCOUNTINHIBIT if self.m.config.compat == Compat::Qemu7_2 => {
                 // QEMU 7.2 stores the value as written and starts every
                 // counter whose bit is clear.
                 self.st.mcountinhibit = v;
@@ -984,10 +1069,30 @@ impl Hart {
                     }
                 }
             }
-            MCYCLE | MINSTRET | 0xb03..=0xb1f => {
+            MCOUNTINHIBIT => {
+                // QEMU 10.0: only existing counters (not TM), and mcycle and
+                // minstret stop and restart for real.
+                let new = v & PMU_COUNTERS_QEMU_10_0 & !(1 << 1);
+                let old = self.st.mcountinhibit;
+                for idx in [0, 2] {
+                    let bit = 1 << idx;
+                    if old & bit == new & bit {
+                        continue;
+                    }
+                    let now = self.counter_ticks(idx);
+                    let c = &mut self.st.pmu[idx];
+                    if new & bit != 0 {
+                        c.val = now.wrapping_sub(c.prev).wrapping_add(c.val);
+                    } else {
+                        c.prev = now;
+                    }
+                }
+                self.st.mcountinhibit = new;
+            }
+            MCYCLE | MINSTRET | 0xb03..=0xb12 => {
                 let idx = (csr & 0x1f) as usize;
                 let prev = if idx == 0 || idx == 2 {
-                    self.ticks() as u64
+                    self.counter_ticks(idx)
                 } else {
                     v
                 };

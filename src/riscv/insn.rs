@@ -94,6 +94,50 @@ pub enum Op {
     /// Atomic memory operation; `imm` is 4 or 8, `rs2` the source, and the kind
     /// is in the upper bits: `imm >> 8` is the [`AmoOp`].
     Amo,
+    // Zba (`src/riscv/bitmanip.rs`); immediate forms keep the shift amount
+    // in `imm`.
+    AddUw,
+    Sh1add,
+    Sh2add,
+    Sh3add,
+    Sh1addUw,
+    Sh2addUw,
+    Sh3addUw,
+    SlliUw,
+    // Zbb.
+    Andn,
+    Orn,
+    Xnor,
+    Clz,
+    Clzw,
+    Ctz,
+    Ctzw,
+    Cpop,
+    Cpopw,
+    Max,
+    Maxu,
+    Min,
+    Minu,
+    SextB,
+    SextH,
+    ZextH,
+    Rol,
+    Rolw,
+    Ror,
+    Rori,
+    Roriw,
+    Rorw,
+    OrcB,
+    Rev8,
+    // Zbs.
+    Bclr,
+    Bclri,
+    Bext,
+    Bexti,
+    Binv,
+    Binvi,
+    Bset,
+    Bseti,
     /// An encoding this hart does not implement: raises an illegal-instruction
     /// exception when executed, with the raw word (in `imm`; the 16-bit
     /// halfword for a compressed encoding) as mtval, as QEMU reports it.

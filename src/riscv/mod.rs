@@ -1,11 +1,12 @@
-//! The RISC-V hart: RV64IMAC + Zicsr + Zifencei, machine mode only (C can be
-//! turned off: `--cpu rv64,c=off`).
+//! The RISC-V hart: RV64IMAC + Zicsr + Zifencei + Zba + Zbb + Zbs, machine
+//! mode only (each extension can be turned off: `--cpu rv64,c=off,zba=off`).
 //!
 //! QEMU analogue: `target/riscv/` — `cpu.h` (CPURISCVState), `csr.c`,
 //! `cpu_helper.c` (trap entry, `riscv_cpu_do_interrupt`), `op_helper.c`
 //! (`mret`, `wfi`), and the translator in `translate.c` — plus the TB cache of
 //! `accel/tcg/` (`tb_lookup`, `tb_gen_code`). See [`hart::Hart`].
 
+pub mod bitmanip;
 pub mod csr;
 pub mod decode;
 pub mod hart;

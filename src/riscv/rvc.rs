@@ -311,7 +311,7 @@ mod tests {
     fn every_compressed_instruction_expands_to_its_32bit_form() {
         for &(h, w, name) in SAMPLES {
             let c = decode16(h);
-            let d = decode(w);
+            let d = decode(w, &crate::config::CpuConfig::default());
             assert_ne!(d.op, Op::Illegal, "{name}: expansion {w:#010x} illegal");
             assert_eq!(c.len, 2, "{name}");
             assert_eq!(d.len, 4, "{name}");

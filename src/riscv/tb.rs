@@ -16,6 +16,7 @@ use std::cell::Cell;
 use super::decode::decode;
 use super::insn::Insn;
 use super::rvc;
+use crate::config::CpuConfig;
 
 /// At most this many instructions per TB (QEMU: `TCG_MAX_INSNS` = 512).
 pub const MAX_TB_INSNS: usize = 512;
@@ -65,7 +66,13 @@ enum Fetched {
 /// instruction is 32 bits (a compressed encoding is illegal, with the
 /// halfword as mtval, as QEMU reports it). `first` says whether this is the
 /// TB's first instruction: only that one may cross a page boundary.
-fn fetch_insn(a: u64, c: bool, first: bool, fetch: &mut Fetch16) -> Result<Fetched, FetchFault> {
+fn fetch_insn(
+    a: u64,
+    cpu: &CpuConfig,
+    first: bool,
+    fetch: &mut Fetch16,
+) -> Result<Fetched, FetchFault> {
+    let c = cpu.c;
     if !c && a & 3 != 0 {
         return Err(FetchFault { addr: a });
     }
@@ -85,7 +92,7 @@ fn fetch_insn(a: u64, c: bool, first: bool, fetch: &mut Fetch16) -> Result<Fetch
         return Ok(Fetched::CrossesPage);
     }
     let hi = fetch(a + 2).ok_or(FetchFault { addr: a + 2 })?;
-    Ok(Fetched::Insn(decode(lo as u32 | (hi as u32) << 16)))
+    Ok(Fetched::Insn(decode(lo as u32 | (hi as u32) << 16, cpu)))
 }
 
 /// How many instructions after a `wfi` at `pc` QEMU 7.2 translates into the
@@ -99,11 +106,11 @@ fn fetch_insn(a: u64, c: bool, first: bool, fetch: &mut Fetch16) -> Result<Fetch
 /// giving the rest back, so those instructions are counted once for the `wfi`
 /// and again when they really execute. vcpulab reproduces the count (see
 /// `Hart::execute`). The walk steps by each instruction's length (2 or 4).
-pub fn qemu_wfi_tail(pc: u64, c: bool, max: u32, fetch: &mut Fetch16) -> u32 {
+pub fn qemu_wfi_tail(pc: u64, cpu: &CpuConfig, max: u32, fetch: &mut Fetch16) -> u32 {
     let mut n = 0;
     let mut a = pc + 4;
     while n < max && a & !0xfff == pc & !0xfff {
-        let Ok(Fetched::Insn(d)) = fetch_insn(a, c, false, fetch) else {
+        let Ok(Fetched::Insn(d)) = fetch_insn(a, cpu, false, fetch) else {
             break;
         };
         n += 1;
@@ -125,9 +132,9 @@ pub struct TbCache {
     pub code_gen: u64,
     /// Number of full flushes (for the report).
     pub flushes: u64,
-    /// Whether the C extension is on (IALIGN = 16, compressed encodings
-    /// decode); set once from the machine's CPU configuration.
-    pub c: bool,
+    /// The extensions the decoder accepts (with C: IALIGN = 16, compressed
+    /// encodings decode); set once from the machine's CPU configuration.
+    pub cpu: CpuConfig,
 }
 
 impl Default for TbCache {
@@ -137,15 +144,20 @@ impl Default for TbCache {
 }
 
 impl TbCache {
-    /// An empty cache.
+    /// An empty cache for a hart with every extension.
     pub fn new() -> TbCache {
+        TbCache::for_cpu(CpuConfig::default())
+    }
+
+    /// An empty cache whose decoder accepts the extensions of `cpu`.
+    pub fn for_cpu(cpu: CpuConfig) -> TbCache {
         TbCache {
             tbs: Vec::new(),
             insns: Vec::new(),
             map: vec![(u64::MAX, 0); 1 << MAP_BITS],
             code_gen: 0,
             flushes: 0,
-            c: true,
+            cpu,
         }
     }
 
@@ -196,7 +208,7 @@ impl TbCache {
         let mut a = pc;
         loop {
             let first = a == pc;
-            let mut insn = match fetch_insn(a, self.c, first, fetch) {
+            let mut insn = match fetch_insn(a, &self.cpu, first, fetch) {
                 Ok(Fetched::Insn(d)) => d,
                 Ok(Fetched::CrossesPage) => break,
                 // A fault ends the TB before the instruction; it is raised when
@@ -206,7 +218,7 @@ impl TbCache {
             };
             if insn.op == super::insn::Op::Wfi {
                 let max = (MAX_TB_INSNS - 1 - (self.insns.len() - start)) as u32;
-                insn.imm = qemu_wfi_tail(a, self.c, max, fetch) as i64;
+                insn.imm = qemu_wfi_tail(a, &self.cpu, max, fetch) as i64;
             }
             insn.off = (a - pc) as u16;
             self.insns.push(insn);
@@ -249,6 +261,14 @@ mod tests {
     use super::*;
     use crate::riscv::insn::Op;
 
+    const C_ON: CpuConfig = CpuConfig {
+        c: true,
+        zba: true,
+        zbb: true,
+        zbs: true,
+    };
+    const C_OFF: CpuConfig = CpuConfig { c: false, ..C_ON };
+
     /// A fetcher over a little code image at `base` (halfwords).
     fn image(base: u64, code: &[u16]) -> impl FnMut(u64) -> Option<u16> + '_ {
         move |a| {
@@ -262,7 +282,7 @@ mod tests {
         for h in 0..=u16::MAX {
             let code = [h, 0x0000];
             let mut f = image(0x1000, &code);
-            let r = fetch_insn(0x1000, false, true, &mut f);
+            let r = fetch_insn(0x1000, &C_OFF, true, &mut f);
             if rvc::is_32bit(h) {
                 continue;
             }
@@ -275,7 +295,7 @@ mod tests {
             }
             // With C the same halfword is a 2-byte instruction.
             let mut f = image(0x1000, &code);
-            let Ok(Fetched::Insn(d)) = fetch_insn(0x1000, true, true, &mut f) else {
+            let Ok(Fetched::Insn(d)) = fetch_insn(0x1000, &C_ON, true, &mut f) else {
                 panic!("{h:#06x} with C");
             };
             assert_eq!(d.len, 2);
@@ -286,12 +306,12 @@ mod tests {
     fn alignment_of_the_fetch_pc() {
         let code = [0x0001u16; 8];
         let mut f = image(0x1000, &code);
-        assert!(fetch_insn(0x1002, true, true, &mut f).is_ok());
+        assert!(fetch_insn(0x1002, &C_ON, true, &mut f).is_ok());
         assert_eq!(
-            fetch_insn(0x1002, false, true, &mut f).err(),
+            fetch_insn(0x1002, &C_OFF, true, &mut f).err(),
             Some(FetchFault { addr: 0x1002 })
         );
-        assert!(fetch_insn(0x1001, false, true, &mut f).is_err());
+        assert!(fetch_insn(0x1001, &C_OFF, true, &mut f).is_err());
     }
 
     #[test]
@@ -348,14 +368,17 @@ mod tests {
         // wfi; c.nop; addi; c.nop; c.j 0  → 4 instructions after the wfi
         let code = [0x0073u16, 0x1050, 0x0001, 0x0513, 0x0015, 0x0001, 0xa001];
         assert_eq!(
-            qemu_wfi_tail(0x1000, true, 512, &mut image(0x1000, &code)),
+            qemu_wfi_tail(0x1000, &C_ON, 512, &mut image(0x1000, &code)),
             4
         );
         // Capped by what is left of the TB's size limit.
-        assert_eq!(qemu_wfi_tail(0x1000, true, 2, &mut image(0x1000, &code)), 2);
+        assert_eq!(
+            qemu_wfi_tail(0x1000, &C_ON, 2, &mut image(0x1000, &code)),
+            2
+        );
         // Without C the c.nop is illegal, which ends the TB.
         assert_eq!(
-            qemu_wfi_tail(0x1000, false, 512, &mut image(0x1000, &code)),
+            qemu_wfi_tail(0x1000, &C_OFF, 512, &mut image(0x1000, &code)),
             1
         );
     }
