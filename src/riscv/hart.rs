@@ -141,6 +141,8 @@ pub struct Hart {
     pub mmio_accesses: u64,
     /// Exceptions and interrupts taken.
     pub traps: u64,
+    /// (mcause, pc) of the last trap taken (for diagnostics).
+    pub last_trap: (u64, u64),
 }
 
 /// Outcome of one instruction that left the straight-line path.
@@ -173,6 +175,7 @@ impl Hart {
             published: 0,
             mmio_accesses: 0,
             traps: 0,
+            last_trap: (0, 0),
         }
     }
 
@@ -246,6 +249,7 @@ impl Hart {
     /// Trap entry (`riscv_cpu_do_interrupt` for M-mode).
     pub fn trap(&mut self, mcause: u64, tval: u64, epc: u64) {
         self.traps += 1;
+        self.last_trap = (mcause, epc);
         let st = &mut self.st;
         // QEMU clears the LR reservation on every trap entry.
         st.load_res = u64::MAX;
