@@ -310,8 +310,8 @@ pub fn load_elf(
         // (written explicitly, so a reload on reset clears it too).
         let off = lo - RAM_BASE;
         let file_end = (s.addr + s.bytes.len() as u64).clamp(lo, hi);
-        let from = (lo - s.addr) as usize;
-        let to = (file_end - s.addr) as usize;
+        let from = ((lo - s.addr) as usize).min(s.bytes.len());
+        let to = ((file_end - s.addr) as usize).min(s.bytes.len());
         ram.write_bytes(off, &s.bytes[from..to]);
         for a in file_end..hi {
             ram.store(a - RAM_BASE, 1, 0);

@@ -65,10 +65,21 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         kernel: Option<PathBuf>,
         /// RAM size (QEMU's -m syntax: 128M, 1G; a bare number is MiB).
-        #[arg(long, short = 'm', value_name = "SIZE", default_value = "128M")]
+        #[arg(
+            long,
+            short = 'm',
+            value_name = "SIZE",
+            default_value = "128M",
+            allow_hyphen_values = true
+        )]
         memory: String,
         /// Number of harts (vCPU threads), 1..=64.
-        #[arg(long, value_name = "N", default_value = "1")]
+        #[arg(
+            long,
+            value_name = "N",
+            default_value = "1",
+            allow_hyphen_values = true
+        )]
         smp: String,
         /// Stop after this many seconds of wall time (exit status 124).
         #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
