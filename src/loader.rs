@@ -313,9 +313,7 @@ pub fn load_elf(
         let from = ((lo - s.addr) as usize).min(s.bytes.len());
         let to = ((file_end - s.addr) as usize).min(s.bytes.len());
         ram.write_bytes(off, &s.bytes[from..to]);
-        for a in file_end..hi {
-            ram.store(a - RAM_BASE, 1, 0);
-        }
+        zero(ram, file_end - RAM_BASE, hi - RAM_BASE);
     }
     Ok(LoadedKernel {
         entry: hdr.e_entry(endian),
@@ -323,6 +321,26 @@ pub fn load_elf(
         high,
         dropped,
     })
+}
+
+/// Zero RAM offsets `[from, to)`, storing only where a word is not zero
+/// already: reading an untouched page costs no memory, so a large `.bss` in
+/// fresh RAM stays unbacked.
+fn zero(ram: &Ram, from: u64, to: u64) {
+    let mut a = from;
+    while a < to {
+        if a % 8 == 0 && to - a >= 8 {
+            if ram.load(a, 8) != 0 {
+                ram.store(a, 8, 0);
+            }
+            a += 8;
+        } else {
+            if ram.load(a, 1) != 0 {
+                ram.store(a, 1, 0);
+            }
+            a += 1;
+        }
+    }
 }
 
 /// Write the parameter block slots.
@@ -333,4 +351,78 @@ pub fn write_params(ram: &Ram, params: &[(usize, u64)]) -> Result<(), LoadError>
         ram.store(off, 8, value);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ELF64 RISC-V executable with one PT_LOAD segment at `paddr`: the
+    /// headers (0x78 bytes) followed by `body`, `memsz` bytes in memory.
+    fn elf(paddr: u64, body: &[u8], memsz: u64) -> Vec<u8> {
+        let mut v = vec![0u8; 0x78];
+        v[0..4].copy_from_slice(b"\x7fELF");
+        v[4] = 2;
+        v[5] = 1;
+        v[6] = 1;
+        v[16..18].copy_from_slice(&2u16.to_le_bytes());
+        v[18..20].copy_from_slice(&243u16.to_le_bytes());
+        v[20..24].copy_from_slice(&1u32.to_le_bytes());
+        v[24..32].copy_from_slice(&0x8000_0000u64.to_le_bytes());
+        v[32..40].copy_from_slice(&0x40u64.to_le_bytes());
+        v[52..54].copy_from_slice(&64u16.to_le_bytes());
+        v[54..56].copy_from_slice(&56u16.to_le_bytes());
+        v[56..58].copy_from_slice(&1u16.to_le_bytes());
+        let ph = 0x40;
+        v[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes());
+        v[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes());
+        v[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
+        let filesz = 0x78 + body.len() as u64;
+        v[ph + 32..ph + 40].copy_from_slice(&filesz.to_le_bytes());
+        v[ph + 40..ph + 48].copy_from_slice(&memsz.to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn bytes_below_ram_are_dropped_and_the_rest_loaded() {
+        let ram = Ram::new(1 << 20);
+        ram.store(0x10, 8, u64::MAX); // .bss is zeroed even over old data
+        // Headers and zero padding up to RAM, then code: only headers dropped.
+        let mut body = vec![0u8; 0x1000 - 0x78];
+        body.extend_from_slice(&[1, 2, 3, 4]);
+        let k = load_elf(Path::new("t"), &elf(0x7fff_f000, &body, 0x1020), &ram, &[]).unwrap();
+        assert_eq!(k.low, 0x7fff_f000);
+        assert_eq!(ram.read_bytes(0, 5), [1, 2, 3, 4, 0]);
+        assert_eq!(ram.load(0x10, 8), 0);
+        let d = k.dropped.unwrap();
+        assert_eq!((d.bytes, d.low, d.high), (0x1000, 0x7fff_f000, 0x8000_0000));
+        assert!(d.headers_only && d.message(Path::new("t")).is_none());
+        // Non-zero bytes below RAM: worth a message.
+        let mut body = vec![7u8; 0x1000 - 0x78];
+        body.extend_from_slice(&[5]);
+        let k = load_elf(Path::new("t"), &elf(0x7fff_f000, &body, 0x1001), &ram, &[]).unwrap();
+        assert_eq!(ram.load(0, 1), 5);
+        let msg = k.dropped.unwrap().message(Path::new("t")).unwrap();
+        assert!(
+            msg.contains("4096 bytes") && msg.contains("0x7ffff000..0x80000000"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bytes_above_ram_are_dropped_and_devices_refused() {
+        let ram = Ram::new(1 << 20);
+        let top = RAM_BASE + (1 << 20);
+        let k = load_elf(Path::new("t"), &elf(top - 0x78, &[9, 9], 0x100), &ram, &[]).unwrap();
+        assert_eq!(ram.load((1 << 20) - 0x78, 4), 0x464c_457f);
+        let d = k.dropped.unwrap();
+        assert_eq!((d.low, d.high, d.bytes), (top, top + 0x88, 0x88));
+        assert!(!d.headers_only);
+        let e = load_elf(Path::new("t"), &elf(top, &[], 0x100), &ram, &[]).unwrap_err();
+        assert!(matches!(e, LoadError::OutsideRam { .. }), "{e}");
+        let dev = [("dev", 0x7fff_f800, 0x100)];
+        let e = load_elf(Path::new("t"), &elf(0x7fff_f000, &[], 0x2000), &ram, &dev).unwrap_err();
+        assert!(e.to_string().contains("overlaps device 'dev'"), "{e}");
+    }
 }
