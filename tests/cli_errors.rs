@@ -431,3 +431,26 @@ fn stats_report_has_the_schema_fields() {
     let total = v["instructions"]["total"].as_i64().unwrap();
     assert_eq!(v["vm_clock_ns"].as_i64().unwrap(), total << 4);
 }
+
+#[test]
+fn ram_the_host_will_not_map_is_one_line() {
+    // An address-space limit of ~2 GB makes the 64G mapping fail.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -v 2000000 && exec \"$0\" run --memory 64G --kernel \"$1\"",
+        ])
+        .arg(vcpulab_bin())
+        .arg(guest("hello"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("vcpulab: cannot allocate 68719476736 bytes of guest RAM (--memory)"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
