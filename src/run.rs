@@ -215,6 +215,8 @@ pub fn run(
     let mut remaining = joins.len();
     while remaining > 0 {
         let wait = match cfg.timeout {
+            // Once the shutdown is requested, only the vCPUs' ends matter.
+            _ if m.run.shutdown_requested() => Duration::from_secs(3600),
             Some(t) => t.saturating_sub(start.elapsed()),
             None => Duration::from_secs(3600),
         };
