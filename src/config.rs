@@ -63,6 +63,52 @@ pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError(format!("invalid size '{s}': too large")))
 }
 
+/// Parse `--timeout SECONDS`: a positive, finite number of seconds (decimal,
+/// fractions allowed) whose deadline the host clock can represent.
+pub fn parse_timeout(s: &str) -> Result<std::time::Duration, ConfigError> {
+    let bad = |why: &str| {
+        err(format!(
+            "invalid --timeout '{s}': {why}; expected a positive number of seconds (e.g. 1 or 0.5)"
+        ))
+    };
+    let Ok(t) = s.trim().parse::<f64>() else {
+        return bad("not a number");
+    };
+    if !t.is_finite() {
+        return bad("not finite");
+    }
+    if t <= 0.0 {
+        return bad("not positive");
+    }
+    let Ok(d) = std::time::Duration::try_from_secs_f64(t) else {
+        return bad("too large");
+    };
+    if d.is_zero() {
+        return bad("shorter than 1 ns");
+    }
+    if std::time::Instant::now().checked_add(d).is_none() {
+        return bad("too large for the host clock");
+    }
+    Ok(d)
+}
+
+/// Parse `--smp N`: a number of harts, 1..=[`MAX_SMP`].
+pub fn parse_smp(s: &str) -> Result<usize, ConfigError> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_SMP as u64).contains(&n) => Ok(n as usize),
+        _ => err(format!(
+            "invalid --smp '{s}': expected a number of harts in 1..={MAX_SMP}"
+        )),
+    }
+}
+
+/// Most harts a machine may have (`--smp`).
+pub const MAX_SMP: usize = 64;
+
+/// Largest `--memory`: 64 GiB (guest RAM is mapped lazily, so only what the
+/// guest touches costs host memory).
+pub const MAX_MEMORY: u64 = 64 << 30;
+
 /// Parse `--param NAME=VALUE` into (slot, value). VALUE is decimal or 0x-hex.
 pub fn parse_param(s: &str) -> Result<(usize, u64), ConfigError> {
     let Some((name, value)) = s.split_once('=') else {
@@ -337,6 +383,7 @@ pub struct MachineConfig {
     /// The guest ELF; `None` runs the built-in compute-loop guest.
     pub kernel: Option<PathBuf>,
     /// RAM size in bytes.
+    #[serde(rename = "memory_bytes")]
     pub memory: u64,
     /// Number of harts.
     pub smp: usize,
@@ -361,14 +408,17 @@ impl MachineConfig {
                 self.memory
             ));
         }
-        if self.memory > 64 << 30 {
+        if self.memory > MAX_MEMORY {
             return err(format!(
                 "invalid --memory {}: at most 64G is supported",
                 self.memory
             ));
         }
-        if self.smp == 0 || self.smp > 64 {
-            return err(format!("invalid --smp {}: expected 1..=64", self.smp));
+        if self.smp == 0 || self.smp > MAX_SMP {
+            return err(format!(
+                "invalid --smp {}: expected 1..={MAX_SMP}",
+                self.smp
+            ));
         }
         Ok(())
     }
@@ -390,6 +440,22 @@ mod tests {
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn timeouts_and_smp() {
+        assert_eq!(
+            parse_timeout("1.5"),
+            Ok(std::time::Duration::from_millis(1500))
+        );
+        for bad in ["1e30", "-1", "0", "NaN", "inf", "-inf", "x", "", "1e-300"] {
+            let e = parse_timeout(bad).unwrap_err();
+            assert!(e.0.contains(&format!("'{bad}'")), "{e}");
+        }
+        assert_eq!(parse_smp("4"), Ok(4));
+        for bad in ["0", "65", "-1", "99999999999999999999999", "x"] {
+            assert!(parse_smp(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

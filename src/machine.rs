@@ -19,7 +19,7 @@ use crossbeam_utils::sync::Parker;
 use crate::bql::Bql;
 use crate::clock::ClockType;
 use crate::clock::{Clocks, IcountClock};
-use crate::config::{IcountShift, MachineConfig};
+use crate::config::{Compat, IcountShift, MachineConfig};
 use crate::cpu::CpuShared;
 use crate::devices::BusError;
 use crate::devices::clint::{CLINT_BASE, CLINT_SIZE, Clint};
@@ -32,15 +32,32 @@ use crate::memory::{Bus, RAM_BASE, Ram};
 use crate::runstate::RunState;
 use crate::timer::TimerListGroup;
 
-/// Where QEMU places the device tree for a given RAM size (`riscv_load_fdt`):
-/// 2 MiB-aligned, just below the end of RAM (or 3 GiB). vcpulab passes the
-/// same address in a1 but writes no device tree there.
-pub fn fdt_addr(memory: u64) -> u64 {
+/// Where QEMU places the device tree for a given RAM size
+/// (`riscv_load_fdt`, 10.0: `riscv_compute_fdt_addr`): 2 MiB-aligned, just
+/// below the end of RAM; QEMU 7.2 keeps it below 3 GiB (so 1G and more of
+/// RAM all give 0xbfe0_0000), QEMU 10.0 does not (3G: 0x1_3fe0_0000).
+/// Checked on both with `guests/build/boot_regs.elf` at 128M, 1G, 2G, 3G, 4G,
+/// 8G and 16G. vcpulab passes the same address in a1 but writes no device
+/// tree there.
+pub fn fdt_addr(memory: u64, compat: Compat) -> u64 {
     const FDT_SIZE_GUESS: u64 = 0x2000;
     let dram_end = RAM_BASE + memory;
-    let temp = dram_end.clamp(RAM_BASE + FDT_SIZE_GUESS, 3 << 30);
+    let top = match compat {
+        Compat::Qemu7_2 => 3 << 30,
+        Compat::Qemu10_0 => u64::MAX,
+    };
+    let temp = dram_end.clamp(RAM_BASE + FDT_SIZE_GUESS, top);
     (temp - FDT_SIZE_GUESS) & !((2 << 20) - 1)
 }
+
+/// The device regions of the address map (name, base, size).
+pub const DEVICES: [loader::DeviceRange; 5] = [
+    ("riscv_virt_board.mrom", ROM_BASE, ROM_SIZE),
+    ("riscv.sifive.test", FINISHER_BASE, FINISHER_SIZE),
+    ("riscv.aclint", CLINT_BASE, CLINT_SIZE),
+    ("riscv.sifive.plic", PLIC_BASE, PLIC_SIZE),
+    ("serial", UART_BASE, UART_SIZE),
+];
 
 /// The machine: everything vCPU threads and the iothread share.
 pub struct Machine {
@@ -91,8 +108,11 @@ impl Machine {
                 std::path::PathBuf::from(loader::BUILTIN_NAME),
             ),
         };
-        let ram = Ram::new(config.memory);
-        let kernel = loader::load_elf(&path, &data, &ram)?;
+        let ram = Ram::try_new(config.memory).map_err(|err| LoadError::Ram {
+            size: config.memory,
+            err,
+        })?;
+        let kernel = loader::load_elf(&path, &data, &ram, &DEVICES)?;
         loader::write_params(&ram, &config.params)?;
 
         let parkers: Vec<Parker> = (0..config.smp).map(|_| Parker::new()).collect();
@@ -132,7 +152,11 @@ impl Machine {
             run.clone(),
             Box::new(move || kick_cpus.iter().for_each(|c| c.kick())),
         ));
-        let rom = Arc::new(Rom::new(kernel.entry, fdt_addr(config.memory)));
+        let rom = Arc::new(Rom::new(
+            RAM_BASE,
+            kernel.low,
+            fdt_addr(config.memory, config.compat),
+        ));
 
         let mut bus = Bus::new();
         bus.map("riscv_virt_board.mrom", ROM_BASE, ROM_SIZE, rom);
@@ -194,7 +218,7 @@ impl Machine {
         // QEMU's rom_reset writes the ELF segments (and zero-fills their
         // .bss) and the `-device loader` data again.
         let (path, data) = &self.kernel_image;
-        let _ = loader::load_elf(path, data, &self.ram);
+        let _ = loader::load_elf(path, data, &self.ram, &DEVICES);
         let _ = loader::write_params(&self.ram, &self.config.params);
     }
 
@@ -253,6 +277,12 @@ mod tests {
 
     #[test]
     fn fdt_address_matches_qemu_for_128m() {
-        assert_eq!(fdt_addr(128 << 20), 0x87e0_0000);
+        for compat in [Compat::Qemu7_2, Compat::Qemu10_0] {
+            assert_eq!(fdt_addr(128 << 20, compat), 0x87e0_0000);
+            assert_eq!(fdt_addr(1 << 30, compat), 0xbfe0_0000);
+        }
+        assert_eq!(fdt_addr(3 << 30, Compat::Qemu7_2), 0xbfe0_0000);
+        assert_eq!(fdt_addr(3 << 30, Compat::Qemu10_0), 0x1_3fe0_0000);
+        assert_eq!(fdt_addr(8 << 30, Compat::Qemu10_0), 0x2_7fe0_0000);
     }
 }

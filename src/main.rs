@@ -2,16 +2,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use vcpulab::config::{
     Compat, CpuConfig, IcountConfig, IcountTimers, MachineConfig, parse_param, parse_size,
+    parse_smp, parse_timeout,
 };
 use vcpulab::iothread::IoTimerMode;
 use vcpulab::monitor::MonitorSpec;
+use vcpulab::report::RunReport;
 use vcpulab::run::{RunConfig, RunError, run};
+use vcpulab::runstate::ExitReason;
 
 #[derive(Parser)]
 #[command(
@@ -40,23 +42,48 @@ enum TimersBy {
     Iothread,
 }
 
+/// `vcpulab run --help`'s closing text: the exit statuses (also in
+/// docs/report.md).
+const EXIT_STATUSES: &str = "\
+Exit status:
+  0        the guest wrote PASS to the test finisher (or the monitor's quit)
+  N        the guest wrote FAIL with code N to the test finisher
+  1        host error (the file or resource is named on stderr)
+  2        bad input: an option, the kernel file, the --stats path (one line on stderr)
+  124      --timeout reached (stderr says how far the guest got)
+  128+N    ended by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143)
+A finisher code can equal one of vcpulab's own statuses; the run report's
+exit.reason says which it was.";
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a guest ELF on the `virt` machine.
+    #[command(after_long_help = EXIT_STATUSES)]
     Run {
         /// Guest ELF (RV64, loaded at its physical addresses). Default: the
         /// built-in compute-loop guest.
         #[arg(long, value_name = "FILE")]
         kernel: Option<PathBuf>,
         /// RAM size (QEMU's -m syntax: 128M, 1G; a bare number is MiB).
-        #[arg(long, short = 'm', value_name = "SIZE", default_value = "128M")]
+        #[arg(
+            long,
+            short = 'm',
+            value_name = "SIZE",
+            default_value = "128M",
+            allow_hyphen_values = true
+        )]
         memory: String,
-        /// Number of harts (vCPU threads).
-        #[arg(long, value_name = "N", default_value_t = 1)]
-        smp: usize,
+        /// Number of harts (vCPU threads), 1..=64.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value = "1",
+            allow_hyphen_values = true
+        )]
+        smp: String,
         /// Stop after this many seconds of wall time (exit status 124).
-        #[arg(long, value_name = "SECONDS")]
-        timeout: Option<f64>,
+        #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+        timeout: Option<String>,
         /// Write a JSON run report to FILE.
         #[arg(long, value_name = "FILE")]
         stats: Option<PathBuf>,
@@ -126,14 +153,13 @@ fn main() -> ExitCode {
                 Ok(i) => i,
                 Err(e) => return fail(e),
             };
-            let timeout = match timeout {
-                Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-                Some(t) => {
-                    return fail(format!(
-                        "invalid --timeout {t}: expected a positive number of seconds"
-                    ));
-                }
-                None => None,
+            let timeout = match timeout.as_deref().map(parse_timeout).transpose() {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let smp = match parse_smp(&smp) {
+                Ok(n) => n,
+                Err(e) => return fail(e),
             };
             let icount_timers = match icount_timers {
                 TimersBy::Vcpu => IcountTimers::Vcpu,
@@ -173,31 +199,65 @@ fn main() -> ExitCode {
                     TimerMode::Poll => IoTimerMode::Poll,
                 },
                 monitor,
+                argv: std::env::args_os()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
+            };
+            // Before any thread exists, so that every thread inherits the
+            // blocked mask and only the signalfd sees these signals.
+            let signals = match vcpulab::host::terminating_signals() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vcpulab: host error: cannot set up signal handling: {e}");
+                    return ExitCode::from(1);
+                }
             };
             let out: vcpulab::devices::uart::Sink = Box::new(std::io::stdout());
-            match run(&cfg, out) {
-                Ok(report) => {
-                    if report.exit.reason == vcpulab::runstate::ExitReason::Timeout {
-                        let pcs: Vec<String> = report
-                            .vcpus
-                            .iter()
-                            .map(|v| format!("hart {} at pc {:#x}", v.hart, v.pc))
-                            .collect();
-                        eprintln!(
-                            "vcpulab: timeout after {:.3} s: the guest executed {} instructions ({})",
-                            report.wall_ns as f64 / 1e9,
-                            report.instructions.total,
-                            pcs.join(", ")
-                        );
-                    }
-                    ExitCode::from(report.exit.code.clamp(0, 255) as u8)
-                }
-                Err(RunError::Load(e)) => fail(e),
-                Err(e) => {
-                    eprintln!("vcpulab: {e}");
+            match run(&cfg, out, Some(&signals)) {
+                Ok(report) => finish(&report),
+                Err(RunError::ReportWrite { report, err }) => {
+                    let _ = finish(&report);
+                    eprintln!("vcpulab: host error: {err}");
                     ExitCode::from(1)
                 }
+                Err(e @ (RunError::Load(_) | RunError::Stats(_))) => fail(e),
             }
         }
     }
+}
+
+/// Says on stderr how the run ended, where that needs saying, and returns
+/// its exit status.
+fn finish(report: &RunReport) -> ExitCode {
+    match report.exit.reason {
+        ExitReason::Timeout => {
+            let harts: Vec<String> = report
+                .vcpus
+                .iter()
+                .map(|v| {
+                    let traps = match &v.last_trap {
+                        None => "no traps".to_string(),
+                        Some(t) => format!(
+                            "{} traps, the last: cause {:#x} ({}) at pc {:#x}",
+                            v.traps, t.cause, t.cause_name, t.pc.0
+                        ),
+                    };
+                    format!("hart {} at pc {:#x}, {traps}", v.hart, v.pc.0)
+                })
+                .collect();
+            eprintln!(
+                "vcpulab: timeout after {:.3} s: the guest executed {} instructions ({})",
+                report.wall_ns as f64 / 1e9,
+                report.instructions.total,
+                harts.join("; ")
+            );
+        }
+        ExitReason::Sigint | ExitReason::Sigterm | ExitReason::Sighup | ExitReason::HostError => {
+            if let Some(m) = &report.exit.message {
+                eprintln!("vcpulab: {m}");
+            }
+        }
+        _ => {}
+    }
+    ExitCode::from(report.exit.code.clamp(0, 255) as u8)
 }

@@ -15,7 +15,15 @@
 //! access that crosses a word is split into per-word parts (the guest sees it as
 //! non-atomic, as on real hardware). AMOs are real atomic read-modify-writes and
 //! LR/SC is emulated with compare-and-swap, as QEMU does. No access ever mixes
-//! atomic sizes on the same location, so there is no `unsafe` here at all.
+//! atomic sizes on the same location.
+//!
+//! # Allocation
+//! RAM and its code-line bitmap are anonymous private mappings made with
+//! `MAP_NORESERVE` (the `memmap2` crate): the kernel hands out zeroed pages
+//! only when the guest first touches them, and no swap is reserved, as QEMU's
+//! RAM is reserved, not touched. `--memory 64G` therefore costs no start-up
+//! work and only the memory the guest uses. The one `unsafe` of this module
+//! views such a mapping as `[AtomicU64]` (see [`Words`]).
 //!
 //! # Self-modifying code
 //! Each 64-byte line of RAM has a "holds translated code" bit (one `AtomicU64`
@@ -41,28 +49,70 @@ pub const PAGE_SHIFT: u32 = 12;
 /// Code is tracked in lines of 64 bytes.
 pub const LINE_SHIFT: u32 = 6;
 
+/// Zero-filled words in an anonymous mapping whose pages the kernel provides
+/// on first touch (`MAP_NORESERVE`: no swap is reserved for them either).
+struct Words {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl Words {
+    fn new(len: usize) -> std::io::Result<Words> {
+        let bytes = len
+            .checked_mul(8)
+            .ok_or_else(|| std::io::Error::other("size overflows the address space"))?;
+        let map = memmap2::MmapOptions::new()
+            .len(bytes.max(1))
+            .no_reserve_swap()
+            .map_anon()?;
+        Ok(Words { map, len })
+    }
+}
+
+impl std::ops::Deref for Words {
+    type Target = [AtomicU64];
+
+    #[inline(always)]
+    fn deref(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is page-aligned (so 8-byte aligned), at least
+        // `len * 8` bytes long, zero-filled by the kernel (a valid AtomicU64
+        // is any 8 bytes), and lives as long as `self`, which the returned
+        // slice borrows. Its bytes are never accessed other than through this
+        // slice, i.e. only atomically: `map` is private and its `&mut [u8]`
+        // view is never taken.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), self.len) }
+    }
+}
+
 /// Guest RAM: `size` bytes at [`RAM_BASE`], shared by every vCPU thread.
 pub struct Ram {
-    words: Box<[AtomicU64]>,
+    words: Words,
     size: u64,
     /// One bit per 64-byte line, 64 lines (one 4 KiB page) per word.
-    code_lines: Box<[AtomicU64]>,
+    code_lines: Words,
     /// Bumped whenever a page holding translated code is written.
     code_gen: AtomicU64,
 }
 
 impl Ram {
-    /// Zero-filled RAM of `size` bytes (a multiple of 4 KiB).
+    /// Zero-filled RAM of `size` bytes (a multiple of 4 KiB), mapped lazily.
+    /// Panics if the host refuses the mapping; see [`Ram::try_new`].
     pub fn new(size: u64) -> Ram {
+        Ram::try_new(size).expect("guest RAM mapping")
+    }
+
+    /// Zero-filled RAM of `size` bytes (a positive multiple of 4 KiB),
+    /// mapped lazily: the host's error if it refuses the mapping.
+    pub fn try_new(size: u64) -> std::io::Result<Ram> {
         assert!(size % (1 << PAGE_SHIFT) == 0 && size > 0);
-        let words = (0..size / 8).map(|_| AtomicU64::new(0)).collect();
-        let code_lines = (0..size >> PAGE_SHIFT).map(|_| AtomicU64::new(0)).collect();
-        Ram {
-            words,
+        let words = usize::try_from(size / 8)
+            .map_err(|_| std::io::Error::other("size overflows the address space"))?;
+        Ok(Ram {
+            words: Words::new(words)?,
             size,
-            code_lines,
+            code_lines: Words::new(words >> (PAGE_SHIFT - 3))?,
             code_gen: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Size in bytes.

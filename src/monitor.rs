@@ -432,10 +432,14 @@ pub fn format_timers(vm: &dyn Vm) -> String {
 }
 
 /// The line discipline of one monitor connection: splits input into lines and turns each
-/// into its reply followed by a prompt.
+/// into its reply followed by a prompt. A line longer than [`MAX_LINE`] gets exactly one
+/// error, as soon as it is seen to be too long, and is then discarded whole up to its
+/// newline, however long it is; at most [`MAX_LINE`] bytes are ever buffered.
 #[derive(Debug, Default)]
 struct Session {
     input: Vec<u8>,
+    /// Inside an overlong line (already answered): drop bytes up to the next newline.
+    discarding: bool,
     quit: bool,
 }
 
@@ -445,17 +449,41 @@ impl Session {
         format!("{BANNER}\n{PROMPT}").into_bytes()
     }
 
+    fn overlong(&mut self, out: &mut Vec<u8>) {
+        self.input.clear();
+        let _ = write!(out, "Error: line longer than {MAX_LINE} bytes\n{PROMPT}");
+    }
+
     /// Consumes `data`, runs every complete line and returns what to send back.
     fn feed(&mut self, vm: &dyn Vm, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        if self.quit {
-            return out;
-        }
-        self.input.extend_from_slice(data);
-        while let Some(nl) = self.input.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.input.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line[..nl]);
-            let reply = handle_line(vm, &line);
+        let mut rest = data;
+        while !rest.is_empty() && !self.quit {
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                if !self.discarding {
+                    if self.input.len() + rest.len() > MAX_LINE {
+                        self.overlong(&mut out);
+                        self.discarding = true;
+                    } else {
+                        self.input.extend_from_slice(rest);
+                    }
+                }
+                break;
+            };
+            let chunk = &rest[..nl];
+            rest = &rest[nl + 1..];
+            if self.discarding {
+                // The end of a line that was already answered.
+                self.discarding = false;
+                continue;
+            }
+            if self.input.len() + chunk.len() > MAX_LINE {
+                self.overlong(&mut out);
+                continue;
+            }
+            self.input.extend_from_slice(chunk);
+            let line = std::mem::take(&mut self.input);
+            let reply = handle_line(vm, &String::from_utf8_lossy(&line));
             out.extend_from_slice(reply.text.as_bytes());
             if reply.quit {
                 self.quit = true;
@@ -464,15 +492,15 @@ impl Session {
             }
             out.extend_from_slice(PROMPT.as_bytes());
         }
-        if self.input.len() > MAX_LINE {
-            self.input.clear();
-            let _ = write!(out, "Error: line longer than {MAX_LINE} bytes\n{PROMPT}");
-        }
         out
     }
 
     /// End of input: a last line without a newline still counts.
     fn finish(&mut self, vm: &dyn Vm) -> Vec<u8> {
+        if self.discarding {
+            self.discarding = false;
+            return Vec::new();
+        }
         if self.input.is_empty() {
             return Vec::new();
         }
@@ -1060,11 +1088,37 @@ mod tests {
     #[test]
     fn session_discards_overlong_lines() {
         let vm = Fake::new(None);
+        let err = format!("Error: line longer than {MAX_LINE} bytes\n{PROMPT}");
+        // Fed in pieces: one error, then the rest of the line (even one that reads like a
+        // command) is dropped up to its newline.
         let mut s = Session::default();
         let out = String::from_utf8(s.feed(&vm, &vec![b'x'; MAX_LINE + 1])).unwrap();
-        assert!(out.starts_with("Error: line longer than"), "{out}");
+        assert_eq!(out, err);
+        for _ in 0..1000 {
+            assert!(s.feed(&vm, &[b'y'; 4096]).is_empty());
+        }
+        assert!(s.feed(&vm, b" stop\n").is_empty());
+        assert!(!vm.is_paused());
         let out = String::from_utf8(s.feed(&vm, b"info status\n")).unwrap();
-        assert!(out.starts_with("VM status: running"), "{out}");
+        assert_eq!(out, format!("VM status: running\n{PROMPT}"));
+        // In one piece, newline included, between two commands.
+        let mut s = Session::default();
+        let mut data = b"info status\n".to_vec();
+        data.extend(vec![b'z'; 3 << 20]);
+        data.extend(b"\ninfo status\n");
+        let out = String::from_utf8(s.feed(&vm, &data)).unwrap();
+        let status = format!("VM status: running\n{PROMPT}");
+        assert_eq!(out, format!("{status}{err}{status}"));
+        // Exactly MAX_LINE bytes is still a line.
+        let mut s = Session::default();
+        let mut line = vec![b' '; MAX_LINE - 4];
+        line.extend(b"stop\n");
+        assert_eq!(s.feed(&vm, &line), PROMPT.as_bytes());
+        assert!(vm.is_paused());
+        // An overlong last line without a newline: nothing more at end of input.
+        let mut s = Session::default();
+        assert_eq!(s.feed(&vm, &vec![b'q'; MAX_LINE + 1]), err.as_bytes());
+        assert!(s.finish(&vm).is_empty());
     }
 
     /// Reads from `r` until the text read ends with the prompt.

@@ -1,26 +1,41 @@
 //! The run report (`--stats FILE`): one JSON document per run with the
 //! configuration, the host facts and every figure — the one output path for
-//! measurements.
+//! measurements. The fields, with their units, are listed in
+//! `docs/report.md`.
 //!
-//! Schema 1 (fields are only ever added):
+//! Schema 2 (schema 1 had `timeout` as `{"secs","nanos"}`, `pc` as a number,
+//! `shift_changes` as pairs, and no `started_at`/`argv`):
 //! ```json
-//! { "schema": 1,
-//!   "exit": {"reason": "finisher_pass", "code": 0},
+//! { "schema": 2, "started_at": "2026-12-01T13:45:07.123Z", "argv": ["vcpulab", "run", …],
+//!   "exit": {"reason": "finisher_pass", "code": 0, "signal": null, "message": null},
 //!   "wall_ns": 123, "vm_clock_ns": 456,
 //!   "instructions": {"total": 789, "per_vcpu": [789]},
 //!   "mips": 6.4, "peak_rss_bytes": 1234,
-//!   "icount": {"shift": 3, "shift_changes": [[0, 3]]} | null,
+//!   "icount": {"shift": 3, "shift_changes": [{"wall_ns": 0, "shift": 3}], …} | null,
 //!   "timers": {"fired": 5, "lateness_ns": {"p50":…, "p99":…, "p999":…, "max":…, "count":…}},
-//!   "vcpus": [{"hart": 0, "instructions": …, "mmio": …, …}],
-//!   "host": {…}, "config": {…} }
+//!   "vcpus": [{"hart": 0, "instructions": …, "pc": "0x80000010", "last_trap": {"cause": 2, "pc": "0x80000010"} | null, …}],
+//!   "host": {…}, "config": {"timeout_ns": …, "machine": {"memory_bytes": …, …}, …} }
 //! ```
+//!
+//! # Writing
+//! [`StatsFile::prepare`] runs before the guest starts: it checks that the
+//! file can be created (a temporary file in the same directory) and removes a
+//! report left by an earlier run, so a stale file never passes for this run.
+//! [`StatsFile::write`] writes the whole document to a temporary file in the
+//! same directory and renames it over the path, so a reader (or a crash)
+//! never sees half a report.
+
+use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::host::HostFacts;
-use crate::runstate::ExitStatus;
+use crate::runstate::ExitReason;
 use crate::vcpu::VcpuStats;
+
+/// The current schema version.
+pub const SCHEMA: u32 = 2;
 
 /// Summary of a latency histogram.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -62,13 +77,22 @@ pub struct Instructions {
     pub per_vcpu: Vec<u64>,
 }
 
+/// One change of the icount shift (`shift=auto`).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct ShiftChange {
+    /// Wall time since the start of the run, in ns.
+    pub wall_ns: u64,
+    /// The new shift.
+    pub shift: u32,
+}
+
 /// icount figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct IcountReport {
     /// Shift at the end of the run.
     pub shift: u32,
-    /// (wall ns since start, new shift), starting with the initial shift.
-    pub shift_changes: Vec<(u64, u32)>,
+    /// Every shift in force, starting with the initial shift at 0 ns.
+    pub shift_changes: Vec<ShiftChange>,
     /// Final bias in ns.
     pub bias_ns: i64,
     /// Real-time cost of handing VIRTUAL timers to the iothread
@@ -85,13 +109,134 @@ pub struct TimersReport {
     pub lateness_ns: Percentiles,
 }
 
+/// How the run ended.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ExitReport {
+    /// Why: authoritative (a finisher's code may equal one of vcpulab's own
+    /// statuses, e.g. 124).
+    pub reason: ExitReason,
+    /// The process exit status.
+    pub code: i32,
+    /// The signal number, for `sigint`, `sigterm`, `sighup`.
+    pub signal: Option<i32>,
+    /// The line printed on stderr about it (a signal's sender, a host
+    /// error), if any.
+    pub message: Option<String>,
+}
+
+/// A guest address as stderr prints it (`0x80000010`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hex(pub u64);
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:#x}", self.0))
+    }
+}
+
+/// The last trap a hart took.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct LastTrap {
+    /// `mcause` (bit 63 set for an interrupt).
+    pub cause: u64,
+    /// What the cause means.
+    pub cause_name: &'static str,
+    /// The pc it was taken at (`mepc`).
+    pub pc: Hex,
+}
+
+/// The name of a machine-mode trap cause (`mcause`).
+pub fn cause_name(mcause: u64) -> &'static str {
+    if mcause >> 63 == 1 {
+        return match mcause & !(1 << 63) {
+            1 => "supervisor software interrupt",
+            3 => "machine software interrupt",
+            5 => "supervisor timer interrupt",
+            7 => "machine timer interrupt",
+            9 => "supervisor external interrupt",
+            11 => "machine external interrupt",
+            _ => "interrupt",
+        };
+    }
+    match mcause {
+        0 => "instruction address misaligned",
+        1 => "instruction access fault",
+        2 => "illegal instruction",
+        3 => "breakpoint",
+        4 => "load address misaligned",
+        5 => "load access fault",
+        6 => "store/AMO address misaligned",
+        7 => "store/AMO access fault",
+        8 => "environment call from U-mode",
+        9 => "environment call from S-mode",
+        11 => "environment call from M-mode",
+        12 => "instruction page fault",
+        13 => "load page fault",
+        15 => "store/AMO page fault",
+        _ => "exception",
+    }
+}
+
+/// Per-vCPU figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct VcpuReport {
+    /// Hart id.
+    pub hart: usize,
+    /// Instructions retired.
+    pub instructions: u64,
+    /// Device accesses.
+    pub mmio: u64,
+    /// Exceptions and interrupts taken.
+    pub traps: u64,
+    /// The last of them, if any.
+    pub last_trap: Option<LastTrap>,
+    /// Times the hart halted in `wfi`.
+    pub halts: u64,
+    /// Kicks received.
+    pub kicks: u64,
+    /// TB cache flushes.
+    pub tb_flushes: u64,
+    /// VIRTUAL timer callbacks run at this vCPU's deadlines (icount).
+    pub timers_run: u64,
+    /// Hand-offs of VIRTUAL timers to the iothread.
+    pub handoffs: u64,
+    /// pc when the thread ended.
+    pub pc: Hex,
+}
+
+impl From<&VcpuStats> for VcpuReport {
+    fn from(s: &VcpuStats) -> VcpuReport {
+        VcpuReport {
+            hart: s.hart,
+            instructions: s.instructions,
+            mmio: s.mmio,
+            traps: s.traps,
+            last_trap: s.last_trap.map(|(cause, pc)| LastTrap {
+                cause,
+                cause_name: cause_name(cause),
+                pc: Hex(pc),
+            }),
+            halts: s.halts,
+            kicks: s.kicks,
+            tb_flushes: s.tb_flushes,
+            timers_run: s.timers_run,
+            handoffs: s.handoffs,
+            pc: Hex(s.pc),
+        }
+    }
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
-    /// Schema version.
+    /// Schema version ([`SCHEMA`]).
     pub schema: u32,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// The command line.
+    pub argv: Vec<String>,
     /// How the run ended.
-    pub exit: ExitStatus,
+    pub exit: ExitReport,
     /// Wall time from just before the vCPU threads start to shutdown.
     pub wall_ns: u64,
     /// VIRTUAL at the end.
@@ -107,17 +252,144 @@ pub struct RunReport {
     /// Timers.
     pub timers: TimersReport,
     /// Per-vCPU figures.
-    pub vcpus: Vec<VcpuStats>,
+    pub vcpus: Vec<VcpuReport>,
     /// Host facts.
     pub host: HostFacts,
     /// The configuration.
     pub config: serde_json::Value,
 }
 
-impl RunReport {
-    /// Write as pretty JSON to `path`.
-    pub fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
-        let s = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, s + "\n")
+/// A report file that could not be prepared or written: one line naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("--stats '{path}': {what}")]
+pub struct StatsError {
+    /// The file.
+    pub path: String,
+    /// What went wrong.
+    pub what: String,
+}
+
+/// The `--stats` file of a run.
+#[derive(Clone, Debug)]
+pub struct StatsFile {
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl StatsFile {
+    /// Checks before the guest starts that `path` can be written (its
+    /// directory exists and accepts a new file, and `path` is not a
+    /// directory), and removes the report of an earlier run there.
+    pub fn prepare(path: &Path) -> Result<StatsFile, StatsError> {
+        let e = |what: String| StatsError {
+            path: path.display().to_string(),
+            what,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if path.file_name().is_none() {
+            return Err(e("expected a file path, not a directory".into()));
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(md) if md.is_dir() => {
+                return Err(e("is a directory; expected a file path".into()));
+            }
+            Ok(_) => std::fs::remove_file(path)
+                .map_err(|err| e(format!("cannot replace the existing file: {err}")))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(e(format!("cannot check the path: {err}"))),
+        }
+        match std::fs::metadata(&dir) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => return Err(e(format!("'{}' is not a directory", dir.display()))),
+            Err(err) => {
+                return Err(e(format!(
+                    "directory '{}' is not usable: {err}",
+                    dir.display()
+                )));
+            }
+        }
+        tempfile::Builder::new()
+            .prefix(".vcpulab-report-")
+            .tempfile_in(&dir)
+            .map_err(|err| {
+                e(format!(
+                    "cannot create a file in '{}': {err}",
+                    dir.display()
+                ))
+            })?;
+        Ok(StatsFile {
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `report` atomically: a temporary file in the same directory,
+    /// renamed over the path.
+    pub fn write(&self, report: &RunReport) -> Result<(), StatsError> {
+        use std::io::Write as _;
+        let e = |what: String| StatsError {
+            path: self.path.display().to_string(),
+            what,
+        };
+        let mut s = serde_json::to_string_pretty(report)
+            .map_err(|err| e(format!("cannot encode the report: {err}")))?;
+        s.push('\n');
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".vcpulab-report-")
+            .tempfile_in(&self.dir)
+            .map_err(|err| {
+                e(format!(
+                    "cannot create a file in '{}': {err}",
+                    self.dir.display()
+                ))
+            })?;
+        tmp.write_all(s.as_bytes())
+            .and_then(|_| tmp.as_file().sync_data())
+            .map_err(|err| e(format!("cannot write: {err}")))?;
+        tmp.persist(&self.path).map_err(|err| {
+            e(format!(
+                "cannot rename the report into place: {}",
+                err.error
+            ))
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_checks_and_removes_a_stale_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, "old").unwrap();
+        let f = StatsFile::prepare(&p).unwrap();
+        assert!(!p.exists(), "stale report removed");
+        assert!(StatsFile::prepare(dir.path()).is_err());
+        let e = StatsFile::prepare(&dir.path().join("no/such/x.json")).unwrap_err();
+        assert!(e.to_string().contains("no/such/x.json"), "{e}");
+        // No temporary files are left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let _ = f;
+    }
+
+    #[test]
+    fn hex_and_causes() {
+        assert_eq!(
+            serde_json::to_string(&Hex(0x8000_0010)).unwrap(),
+            "\"0x80000010\""
+        );
+        assert_eq!(cause_name(2), "illegal instruction");
+        assert_eq!(cause_name((1 << 63) | 7), "machine timer interrupt");
     }
 }

@@ -6,21 +6,24 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::Receiver;
 use serde::Serialize;
 
 use crate::clock::ClockType;
 use crate::config::{IcountShift, MachineConfig};
 use crate::devices::uart::Sink;
-use crate::host::{HostFacts, peak_rss_bytes};
+use crate::host::{HostFacts, TermSignal, peak_rss_bytes, rfc3339_utc};
 use crate::icount::Adjuster;
 use crate::iothread::{IoThread, IoThreadConfig, IoTimerMode};
 use crate::loader::LoadError;
 use crate::machine::Machine;
 use crate::monitor::MonitorSpec;
-use crate::report::{IcountReport, Instructions, Percentiles, RunReport, TimersReport};
+use crate::report::{
+    ExitReport, IcountReport, Instructions, Percentiles, RunReport, SCHEMA, ShiftChange,
+    StatsError, StatsFile, TimersReport, VcpuReport,
+};
 use crate::runstate::{ExitReason, ExitStatus};
 use crate::vcpu::{VcpuStats, vcpu_thread_fn};
 
@@ -30,6 +33,7 @@ pub struct RunConfig {
     /// The machine.
     pub machine: MachineConfig,
     /// Wall-clock limit.
+    #[serde(rename = "timeout_ns", serialize_with = "ser_nanos")]
     pub timeout: Option<Duration>,
     /// Where to write the JSON report.
     pub stats: Option<PathBuf>,
@@ -38,6 +42,17 @@ pub struct RunConfig {
     pub iothread_timer: IoTimerMode,
     /// The monitor (`--monitor`), served by the iothread.
     pub monitor: Option<MonitorSpec>,
+    /// The command line, for the report.
+    #[serde(skip)]
+    pub argv: Vec<String>,
+}
+
+fn ser_nanos<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        // Saturates at u64::MAX ns (584 years).
+        Some(d) => s.serialize_u64(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_mode<S: serde::Serializer>(m: &IoTimerMode, s: S) -> Result<S::Ok, S::Error> {
@@ -47,22 +62,70 @@ fn ser_mode<S: serde::Serializer>(m: &IoTimerMode, s: S) -> Result<S::Ok, S::Err
     })
 }
 
-/// A run that could not start.
+/// A run that could not start, or whose report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The kernel could not be loaded.
+    /// The kernel could not be loaded, or RAM not mapped (bad input, exit 2).
     #[error(transparent)]
     Load(#[from] LoadError),
-    /// A host resource (thread, timerfd, poll) failed.
-    #[error("host error: {0}")]
-    Io(#[from] std::io::Error),
+    /// The `--stats` file cannot be written (checked before the guest
+    /// starts: bad input, exit 2).
+    #[error(transparent)]
+    Stats(StatsError),
+    /// The run ended (`report` says how) but its report could not be
+    /// written (a host error, exit 1).
+    #[error("{err}")]
+    ReportWrite {
+        /// The report that was not written.
+        report: Box<RunReport>,
+        /// Why.
+        err: StatsError,
+    },
+}
+
+fn host_error(msg: String) -> (ExitStatus, Option<String>) {
+    (
+        ExitStatus {
+            reason: ExitReason::HostError,
+            code: 1,
+        },
+        Some(format!("host error: {msg}")),
+    )
 }
 
 /// Run the machine to completion; the report is also written to
-/// `cfg.stats` if set.
-pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
+/// `cfg.stats` if set, however the run ends. `signals` delivers SIGINT,
+/// SIGTERM and SIGHUP (see [`crate::host::terminating_signals`]): each ends
+/// the run with exit status 128 + N. A host error after the machine was
+/// built (a thread, the monitor socket) ends the run with reason
+/// `host_error`, exit status 1, and the error in `exit.message`.
+pub fn run(
+    cfg: &RunConfig,
+    out: Sink,
+    signals: Option<&Receiver<TermSignal>>,
+) -> Result<RunReport, RunError> {
+    let started_at = rfc3339_utc(SystemTime::now());
+    let stats_file = cfg
+        .stats
+        .as_deref()
+        .map(StatsFile::prepare)
+        .transpose()
+        .map_err(RunError::Stats)?;
     let (m, parkers) = Machine::new(cfg.machine.clone(), out)?;
+    if let Some(msg) = m.kernel.dropped.and_then(|d| {
+        d.message(
+            cfg.machine
+                .kernel
+                .as_deref()
+                .unwrap_or(std::path::Path::new(crate::loader::BUILTIN_NAME)),
+        )
+    }) {
+        eprintln!("vcpulab: {msg}");
+    }
     let icount = m.config.icount.is_some();
+    // A host failure before or while the vCPUs start: the run still ends
+    // through the common path below, with a report.
+    let mut failure: Option<(ExitStatus, Option<String>)> = None;
 
     // Under icount the vCPU threads run VIRTUAL timers; a new VIRTUAL head
     // armed by another thread kicks the vCPUs so they shorten their budget.
@@ -74,22 +137,35 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
     }
     let mut handlers: Vec<Box<dyn crate::iothread::IoHandler>> = Vec::new();
     if let Some(spec) = &cfg.monitor {
-        handlers.push(crate::monitor::handler(spec, m.clone())?);
+        match crate::monitor::handler(spec, m.clone()) {
+            Ok(h) => handlers.push(h),
+            Err(e) => failure = Some(host_error(e.to_string())),
+        }
     }
     let bql_m = m.clone();
-    let io = IoThread::spawn(
-        m.clocks.clone(),
-        m.timers.clone(),
-        IoThreadConfig {
-            mode: cfg.iothread_timer,
-            exclude_virtual: icount,
-            handlers,
-            wrap_timers: Some(Box::new(move |f: &mut dyn FnMut()| {
-                let _g = bql_m.bql.lock();
-                f()
-            })),
-        },
-    )?;
+    let io = if failure.is_none() {
+        match IoThread::spawn(
+            m.clocks.clone(),
+            m.timers.clone(),
+            IoThreadConfig {
+                mode: cfg.iothread_timer,
+                exclude_virtual: icount,
+                handlers,
+                wrap_timers: Some(Box::new(move |f: &mut dyn FnMut()| {
+                    let _g = bql_m.bql.lock();
+                    f()
+                })),
+            },
+        ) {
+            Ok(io) => Some(io),
+            Err(e) => {
+                failure = Some(host_error(format!("cannot start the iothread: {e}")));
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     // shift=auto: QEMU's two periodic adjustment timers.
     let adjuster = match (&m.icount, m.config.icount) {
@@ -103,43 +179,83 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
     let start = Instant::now();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<VcpuStats>();
     let mut joins = Vec::new();
-    for (i, parker) in parkers.into_iter().enumerate() {
-        let m2 = m.clone();
-        let tx = done_tx.clone();
-        let j = std::thread::Builder::new()
-            .name(format!("vcpu-{i}"))
-            .spawn(move || {
-                let s = vcpu_thread_fn(m2.clone(), i, parker);
-                // A vCPU that ends makes the whole machine end (shutdown was
-                // requested, or the thread panicked: then it is a host bug).
-                let _ = tx.send(s);
-            })?;
-        joins.push(j);
+    if failure.is_none() {
+        for (i, parker) in parkers.into_iter().enumerate() {
+            let m2 = m.clone();
+            let tx = done_tx.clone();
+            let j = std::thread::Builder::new()
+                .name(format!("vcpu-{i}"))
+                .spawn(move || {
+                    let s = vcpu_thread_fn(m2.clone(), i, parker);
+                    // A vCPU that ends makes the whole machine end (shutdown was
+                    // requested, or the thread panicked: then it is a host bug).
+                    let _ = tx.send(s);
+                });
+            match j {
+                Ok(j) => joins.push(j),
+                Err(e) => {
+                    failure = Some(host_error(format!("cannot start vCPU thread {i}: {e}")));
+                    break;
+                }
+            }
+        }
     }
     drop(done_tx);
+    let mut message: Option<String> = None;
+    let mut signal: Option<i32> = None;
+    if let Some((status, msg)) = failure {
+        m.run.request_shutdown(status);
+        m.kick_all();
+        message = msg;
+    }
 
+    let never = crossbeam_channel::never();
+    let sig_rx = signals.unwrap_or(&never);
     let mut stats: Vec<Option<VcpuStats>> = vec![None; m.cpus.len()];
-    let mut remaining = m.cpus.len();
+    let mut remaining = joins.len();
     while remaining > 0 {
         let wait = match cfg.timeout {
+            // Once the shutdown is requested, only the vCPUs' ends matter.
+            _ if m.run.shutdown_requested() => Duration::from_secs(3600),
             Some(t) => t.saturating_sub(start.elapsed()),
             None => Duration::from_secs(3600),
         };
-        match done_rx.recv_timeout(wait) {
-            Ok(s) => {
-                let h = s.hart;
-                stats[h] = Some(s);
-                remaining -= 1;
-                if !m.run.shutdown_requested() {
-                    // Only a shutdown ends a vCPU normally.
-                    m.run.request_shutdown(ExitStatus {
-                        reason: ExitReason::Quit,
-                        code: 1,
-                    });
+        crossbeam_channel::select! {
+            recv(done_rx) -> s => match s {
+                Ok(s) => {
+                    let h = s.hart;
+                    stats[h] = Some(s);
+                    remaining -= 1;
+                    if !m.run.shutdown_requested() {
+                        // Only a shutdown ends a vCPU normally.
+                        m.run.request_shutdown(ExitStatus {
+                            reason: ExitReason::Quit,
+                            code: 1,
+                        });
+                        m.kick_all();
+                    }
+                }
+                Err(_) => break,
+            },
+            recv(sig_rx) -> s => {
+                if let Ok(s) = s {
+                    if !m.run.shutdown_requested() {
+                        if let Some(reason) = ExitReason::for_signal(s.signo) {
+                            m.run.request_shutdown(ExitStatus {
+                                reason: reason.clone(),
+                                code: s.exit_code(),
+                            });
+                            // The first shutdown request wins.
+                            if m.run.exit_status().is_some_and(|e| e.reason == reason) {
+                                signal = Some(s.signo);
+                                message = Some(s.message());
+                            }
+                        }
+                    }
                     m.kick_all();
                 }
-            }
-            Err(RecvTimeoutError::Timeout) => {
+            },
+            default(wait) => {
                 if cfg.timeout.is_some_and(|t| start.elapsed() >= t) && !m.run.shutdown_requested()
                 {
                     m.run.request_shutdown(ExitStatus {
@@ -148,15 +264,17 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
                     });
                     m.kick_all();
                 }
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
+            },
         }
     }
     let wall = start.elapsed();
     for j in joins {
         let _ = j.join();
     }
-    let io_stats = io.stop();
+    let (io_fired, io_lateness) = match io.map(|io| io.stop()) {
+        Some(s) => (s.timers_fired, Percentiles::of(&s.lateness)),
+        None => (0, Percentiles::default()),
+    };
     m.uart.flush();
 
     let mut handoff: Option<hdrhistogram::Histogram<u64>> = None;
@@ -187,8 +305,15 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
         code: 1,
     });
     let report = RunReport {
-        schema: 1,
-        exit,
+        schema: SCHEMA,
+        started_at,
+        argv: cfg.argv.clone(),
+        exit: ExitReport {
+            reason: exit.reason,
+            code: exit.code,
+            signal,
+            message,
+        },
         wall_ns: wall.as_nanos() as u64,
         vm_clock_ns: m.clocks.get_ns(ClockType::Virtual),
         instructions: Instructions { total, per_vcpu },
@@ -199,23 +324,31 @@ pub fn run(cfg: &RunConfig, out: Sink) -> Result<RunReport, RunError> {
             shift_changes: adjuster
                 .as_ref()
                 .map(|a| a.changes())
-                .unwrap_or_else(|| vec![(0, ic.shift())]),
+                .unwrap_or_else(|| vec![(0, ic.shift())])
+                .into_iter()
+                .map(|(wall_ns, shift)| ShiftChange { wall_ns, shift })
+                .collect(),
             handoff_ns: handoff.as_ref().map(Percentiles::of),
             bias_ns: ic.bias(),
         }),
         timers: TimersReport {
             // Guest-visible callbacks: the iothread's, less its hand-off
             // timers, plus those run at the vCPUs' deadlines.
-            fired: io_stats.timers_fired - vcpus.iter().map(|v| v.handoffs).sum::<u64>()
+            fired: io_fired.saturating_sub(vcpus.iter().map(|v| v.handoffs).sum::<u64>())
                 + vcpus.iter().map(|v| v.timers_run).sum::<u64>(),
-            lateness_ns: Percentiles::of(&io_stats.lateness),
+            lateness_ns: io_lateness,
         },
-        vcpus,
+        vcpus: vcpus.iter().map(VcpuReport::from).collect(),
         host: HostFacts::collect(),
         config: serde_json::to_value(cfg).unwrap_or(serde_json::Value::Null),
     };
-    if let Some(p) = &cfg.stats {
-        report.write(p)?;
+    if let Some(f) = &stats_file {
+        if let Err(err) = f.write(&report) {
+            return Err(RunError::ReportWrite {
+                report: Box::new(report),
+                err,
+            });
+        }
     }
     Ok(report)
 }

@@ -19,8 +19,29 @@ pub enum ExitReason {
     FinisherFail,
     /// `--timeout` was reached.
     Timeout,
-    /// The monitor's `quit`.
+    /// The monitor's `quit` (or, with code 1, a vCPU thread that ended
+    /// without a shutdown request: a host bug).
     Quit,
+    /// SIGINT reached the process.
+    Sigint,
+    /// SIGTERM reached the process.
+    Sigterm,
+    /// SIGHUP reached the process.
+    Sighup,
+    /// A host resource failed (the report's `exit.message` names it).
+    HostError,
+}
+
+impl ExitReason {
+    /// The reason for a terminating signal (SIGINT, SIGTERM, SIGHUP).
+    pub fn for_signal(signo: i32) -> Option<ExitReason> {
+        match signo {
+            libc::SIGINT => Some(ExitReason::Sigint),
+            libc::SIGTERM => Some(ExitReason::Sigterm),
+            libc::SIGHUP => Some(ExitReason::Sighup),
+            _ => None,
+        }
+    }
 }
 
 /// How the run ended: the reason and the process exit status.

@@ -59,6 +59,8 @@ pub struct VcpuStats {
     pub handoffs: u64,
     /// pc when the thread ended.
     pub pc: u64,
+    /// (mcause, pc) of the last trap taken, if any.
+    pub last_trap: Option<(u64, u64)>,
     /// Real-time cost of each VIRTUAL-timer hand-off to the iothread, in ns
     /// (`--icount-timers iothread`): from the request to the vCPU resuming.
     #[serde(skip)]
@@ -248,6 +250,7 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
     stats.instructions = h.retired;
     stats.mmio = h.mmio_accesses;
     stats.traps = h.traps;
+    stats.last_trap = (h.traps > 0).then_some(h.last_trap);
     stats.kicks = shared.kicks.load(Ordering::Relaxed);
     stats.tb_flushes = h.tbc.flushes;
     stats.pc = h.st.pc;

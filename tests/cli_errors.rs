@@ -6,12 +6,60 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{guest, run_with_limit, vcpulab_bin};
+use common::{guest, vcpulab_bin};
 
-fn run(args: &[&str]) -> common::RunOut {
-    let mut cmd = Command::new(vcpulab_bin());
-    cmd.args(args);
-    run_with_limit(cmd, Duration::from_secs(30))
+/// What a run of the binary produced.
+struct Out {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Out {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs vcpulab with `args`, killing it after 30 s.
+fn run(args: &[&str]) -> Out {
+    use std::io::Read;
+    let mut child = Command::new(vcpulab_bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vcpulab");
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vcpulab {args:?} did not finish within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Out {
+        code: status.code(),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
 }
 
 /// Exit status 2, a single `vcpulab: ...` line containing every `needle`.
@@ -133,15 +181,117 @@ fn elf_for_another_machine_or_class() {
 
 #[test]
 fn segments_outside_ram() {
-    let p = tmpfile("low.elf", &elf(2, 1, 243, 2, 0x1000_0000, 0x1000));
+    // Over a device (the UART): refused.
+    let p = tmpfile("dev.elf", &elf(2, 1, 243, 2, 0x1000_0000, 0x1000));
     assert_bad_input(
         &["run", "--kernel", p.to_str().unwrap()],
-        &["low.elf", "outside RAM", "0x10000000"],
+        &["dev.elf", "overlaps device 'serial'", "0x10000000"],
     );
-    let p = tmpfile("high.elf", &elf(2, 1, 243, 2, 0x8000_0000, 0x1000_0000));
+    // Nothing in RAM, below or above it: refused.
+    let p = tmpfile("low.elf", &elf(2, 1, 243, 2, 0x4000_0000, 0x1000));
+    assert_bad_input(
+        &["run", "--kernel", p.to_str().unwrap()],
+        &["low.elf", "no loadable byte lies in RAM", "0x40000000"],
+    );
+    let p = tmpfile("high.elf", &elf(2, 1, 243, 2, 0x8400_0000, 0x1000));
     assert_bad_input(
         &["run", "--kernel", p.to_str().unwrap(), "--memory", "64M"],
-        &["high.elf", "outside RAM"],
+        &["high.elf", "no loadable byte lies in RAM", "0x84000000"],
+    );
+}
+
+#[test]
+fn bytes_outside_ram_are_dropped_with_one_line_and_a_trap_storm_is_named() {
+    // 0x100 bytes below RAM (more than the headers) and the rest zero in
+    // RAM: the bytes below are dropped with one line; the guest starts at the
+    // start of RAM on zeros and traps for ever (mtvec = 0 is unmapped).
+    let p = tmpfile("straddle.elf", &elf(2, 1, 243, 2, 0x7fff_ff00, 0x200));
+    let r = run(&["run", "--kernel", p.to_str().unwrap(), "--timeout", "0.3"]);
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert_eq!(r.code, Some(124), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("straddle.elf")
+            && lines[0].contains("256 bytes")
+            && lines[0].contains("0x7fffff00..0x80000000")
+            && lines[0].contains("not loaded"),
+        "{err}"
+    );
+    // The timeout line names the storm: many traps, the last one's cause and pc.
+    let traps: u64 = lines[1]
+        .split(", ")
+        .find_map(|w| {
+            w.strip_suffix(" traps")
+                .and_then(|n| n.split(' ').next_back())
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no trap count in: {err}"));
+    assert!(traps > 1000, "{err}");
+    assert!(
+        lines[1].contains("the last: cause 0x1 (instruction access fault) at pc 0x0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn numeric_options_out_of_range() {
+    let hello = guest("hello");
+    let k = hello.to_str().unwrap();
+    for t in ["1e30", "-1", "NaN", "inf", "-inf", "0", "1e-300", "1s"] {
+        assert_bad_input(
+            &["run", "--kernel", k, "--timeout", t],
+            &[&format!("--timeout '{t}'"), "positive number of seconds"],
+        );
+    }
+    for m in ["65G", "128G", "1T", "99999999999T", "-1", "0"] {
+        assert_bad_input(&["run", "--kernel", k, "--memory", m], &["--memory"]);
+    }
+    for n in ["65", "99999999999999999999999", "-1", "0", "1.5"] {
+        assert_bad_input(&["run", "--kernel", k, "--smp", n], &["--smp", n, "1..=64"]);
+    }
+    for p in [
+        "iters=18446744073709551616",
+        "iters=0x1ffffffffffffffff",
+        "iters=-1",
+        "99999999999999999999=1",
+        "64=1",
+    ] {
+        assert_bad_input(&["run", "--kernel", k, "--param", p], &["--param"]);
+    }
+}
+
+#[test]
+fn sixty_four_gib_of_ram_costs_nothing_up_front() {
+    let hello = guest("hello");
+    let t = std::time::Instant::now();
+    let r = run(&[
+        "run",
+        "--kernel",
+        hello.to_str().unwrap(),
+        "--memory",
+        "64G",
+    ]);
+    let took = t.elapsed();
+    assert_eq!(r.code, Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(r.text(), "Hello from vcpulab guest\n");
+    // Mapped lazily: no per-GiB work at start-up (measured: a few ms).
+    assert!(took < Duration::from_secs(2), "64G run took {took:?}");
+}
+
+#[test]
+fn unwritable_stats_path_is_refused_before_the_guest_runs() {
+    let hello = guest("hello");
+    let k = hello.to_str().unwrap();
+    // assert_bad_input also checks that the guest printed nothing.
+    assert_bad_input(
+        &["run", "--kernel", k, "--stats", "/nonexistent/dir/x.json"],
+        &["--stats", "/nonexistent/dir/x.json"],
+    );
+    let dir = std::env::temp_dir();
+    assert_bad_input(
+        &["run", "--kernel", k, "--stats", dir.to_str().unwrap()],
+        &["--stats", "directory"],
     );
 }
 
@@ -160,7 +310,7 @@ fn bad_options() {
         &["run", "--kernel", k, "--memory", "1K"],
         &["--memory", "at least 2M"],
     );
-    assert_bad_input(&["run", "--kernel", k, "--smp", "0"], &["--smp 0"]);
+    assert_bad_input(&["run", "--kernel", k, "--smp", "0"], &["--smp '0'"]);
     assert_bad_input(&["run", "--kernel", k, "--smp", "x"], &["--smp"]);
     assert_bad_input(&["run", "--kernel", k, "--timeout=-1"], &["--timeout"]);
     assert_bad_input(&["run", "--kernel", k, "--timeout", "0"], &["--timeout"]);
@@ -249,7 +399,7 @@ fn stats_report_has_the_schema_fields() {
     assert_eq!(r.code, Some(0));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["exit"]["reason"], "finisher_pass");
     assert_eq!(v["exit"]["code"], 0);
     assert!(v["wall_ns"].as_u64().unwrap() > 0);
@@ -257,7 +407,7 @@ fn stats_report_has_the_schema_fields() {
     assert!(total > 100);
     assert_eq!(v["instructions"]["per_vcpu"][0].as_u64().unwrap(), total);
     assert!(v["host"]["cores"].as_u64().unwrap() >= 1);
-    assert!(v["config"]["machine"]["memory"].as_u64().unwrap() == 128 << 20);
+    assert!(v["config"]["machine"]["memory_bytes"].as_u64().unwrap() == 128 << 20);
     assert!(v["timers"]["lateness_ns"]["count"].is_u64());
     assert!(v["vm_clock_ns"].is_i64());
     assert!(v["icount"].is_null());
@@ -275,8 +425,32 @@ fn stats_report_has_the_schema_fields() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(v["icount"]["shift"], 4);
-    assert_eq!(v["icount"]["shift_changes"][0][1], 4);
+    assert_eq!(v["icount"]["shift_changes"][0]["shift"], 4);
+    assert_eq!(v["icount"]["shift_changes"][0]["wall_ns"], 0);
     // VIRTUAL = instructions << shift (bias 0: no idle time).
     let total = v["instructions"]["total"].as_i64().unwrap();
     assert_eq!(v["vm_clock_ns"].as_i64().unwrap(), total << 4);
+}
+
+#[test]
+fn ram_the_host_will_not_map_is_one_line() {
+    // An address-space limit of ~2 GB makes the 64G mapping fail.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -v 2000000 && exec \"$0\" run --memory 64G --kernel \"$1\"",
+        ])
+        .arg(vcpulab_bin())
+        .arg(guest("hello"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("vcpulab: cannot allocate 68719476736 bytes of guest RAM (--memory)"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
 }

@@ -361,3 +361,83 @@ fn non_socket_path_is_refused_and_kept() {
     bad_option(&format!("unix:{}", file.display()), "not a socket");
     assert_eq!(std::fs::read(&file).unwrap(), b"data");
 }
+
+/// A few-MB line, then a command, then quit.
+fn overlong_input() -> Vec<u8> {
+    let mut data = b"info status\n".to_vec();
+    // Bytes that would read as commands if the line were cut into pieces.
+    data.extend(b"x".repeat(5000));
+    data.extend(b"stop");
+    data.extend(b" quit ".repeat(600_000));
+    data.extend(b"\ninfo status\n");
+    data
+}
+
+const OVERLONG_ERR: &str = "Error: line longer than 4096 bytes\n";
+
+#[test]
+fn stdio_monitor_discards_an_overlong_line_whole() {
+    let mut g = Guard(Some(
+        Command::new(BIN)
+            .args(["run", "--kernel"])
+            .arg(spin_elf())
+            .args(["--monitor", "stdio", "--timeout", "20"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vcpulab"),
+    ));
+    let mut stdin = g.child().stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut data = overlong_input();
+        data.extend(b"quit\n");
+        stdin.write_all(&data).unwrap();
+    });
+    let (status, err) = g.wait(WAIT);
+    writer.join().unwrap();
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+    let status_line = format!("VM status: running\n{PROMPT}");
+    assert_eq!(
+        err,
+        format!("{BANNER}\n{PROMPT}{status_line}{OVERLONG_ERR}{PROMPT}{status_line}"),
+        "one error for the whole line, nothing of it run"
+    );
+}
+
+#[test]
+fn unix_monitor_discards_an_overlong_line_whole() {
+    let sock = unique_socket();
+    let _rm = RmOnDrop(sock.clone());
+    let mut g = Guard(Some(
+        Command::new(BIN)
+            .args(["run", "--kernel"])
+            .arg(spin_elf())
+            .arg("--monitor")
+            .arg(format!("unix:{}", sock.display()))
+            .args(["--timeout", "20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vcpulab"),
+    ));
+    let mut m = Monitor::connect(&sock, g.child());
+    let mut w = m.w.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&overlong_input()).unwrap());
+    // The three replies may arrive in one read: collect up to the third prompt.
+    let mut got = String::new();
+    while got.matches(PROMPT).count() < 3 {
+        let mut buf = [0u8; 256];
+        let n = m.r.read(&mut buf).expect("read from the monitor");
+        assert!(n > 0, "monitor closed after {got:?}");
+        got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+    }
+    let status = format!("VM status: running\n{PROMPT}");
+    assert_eq!(got, format!("{status}{OVERLONG_ERR}{PROMPT}{status}"));
+    writer.join().unwrap();
+    assert_eq!(m.cmd("info status"), "VM status: running\n");
+    m.w.write_all(b"quit\n").unwrap();
+    let (status, err) = g.wait(WAIT);
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+}

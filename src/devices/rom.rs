@@ -3,8 +3,11 @@
 //! QEMU analogue: `riscv_setup_rom_reset_vec()` in `hw/riscv/boot.c`. The ROM
 //! holds the same ten words QEMU writes — `auipc t0; addi a2, t0, 40;
 //! csrr a0, mhartid; ld a1, 32(t0); ld t0, 24(t0); jr t0` followed by the
-//! entry address and the device-tree address — and the `fw_dynamic_info`
-//! block after them, so that a guest starts with the same registers and the
+//! start address and the device-tree address — and the `fw_dynamic_info`
+//! block after them (whose `next_addr` is the kernel's load address). With
+//! `-bios none` QEMU's start address is the start of RAM, whatever the ELF's
+//! `e_entry` says (`virt_machine_done`: `start_addr = memmap[VIRT_DRAM].base`;
+//! checked on QEMU 7.2 and 10.0 with `guests/build/entry_startup.elf`), so that a guest starts with the same registers and the
 //! same instruction count as on QEMU. Writes are ignored, as QEMU ignores
 //! writes to a ROM region.
 
@@ -28,8 +31,9 @@ pub struct Rom {
 }
 
 impl Rom {
-    /// The reset vector jumping to `entry` with `a1 = fdt_addr`.
-    pub fn new(entry: u64, fdt_addr: u64) -> Rom {
+    /// The reset vector jumping to `start` with `a1 = fdt_addr`, and
+    /// `fw_dynamic_info.next_addr = next_addr`.
+    pub fn new(start: u64, next_addr: u64, fdt_addr: u64) -> Rom {
         let words: [u32; 10] = [
             0x0000_0297, // 1: auipc t0, %pcrel_hi(fw_dyn)
             0x0282_8613, //    addi a2, t0, %pcrel_lo(1b)
@@ -37,8 +41,8 @@ impl Rom {
             0x0202_b583, //    ld a1, 32(t0)
             0x0182_b283, //    ld t0, 24(t0)
             0x0002_8067, //    jr t0
-            entry as u32,
-            (entry >> 32) as u32,
+            start as u32,
+            (start >> 32) as u32,
             fdt_addr as u32,
             (fdt_addr >> 32) as u32,
         ];
@@ -49,7 +53,7 @@ impl Rom {
         for v in [
             FW_DYNAMIC_INFO_MAGIC,
             FW_DYNAMIC_INFO_VERSION,
-            entry,
+            next_addr,
             FW_DYNAMIC_INFO_NEXT_MODE_S,
             0,
             0,
@@ -94,11 +98,12 @@ mod tests {
 
     #[test]
     fn reset_vector_words() {
-        let rom = Rom::new(0x8000_0000, 0x87e0_0000);
+        let rom = Rom::new(0x8000_0000, 0x7fff_f000, 0x87e0_0000);
         assert_eq!(rom.fetch(0), Some(0x0000_0297));
         assert_eq!(rom.read(24, 8), Ok(0x8000_0000));
         assert_eq!(rom.read(32, 8), Ok(0x87e0_0000));
         assert_eq!(rom.read(0x28, 4), Ok(0x4942_534f));
+        assert_eq!(rom.read(0x28 + 16, 8), Ok(0x7fff_f000));
         assert!(rom.write(0, 4, 1).is_ok());
         assert_eq!(rom.fetch(0), Some(0x0000_0297));
     }

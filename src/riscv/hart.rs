@@ -171,6 +171,8 @@ pub struct Hart {
     /// exception (causes 0, 1, 4, 5, 6, 7). Both QEMUs report it, stale, as
     /// the mtval of an `mret` to a misaligned mepc (without C).
     pub badaddr: u64,
+    /// (mcause, pc) of the last trap taken (for diagnostics).
+    pub last_trap: (u64, u64),
 }
 
 /// Outcome of one instruction that left the straight-line path.
@@ -209,6 +211,7 @@ impl Hart {
             ialign_mask,
             qemu72,
             badaddr: 0,
+            last_trap: (0, 0),
         }
     }
 
@@ -293,6 +296,7 @@ impl Hart {
         if matches!(mcause, 0 | 1 | 4 | 5 | 6 | 7) {
             self.badaddr = tval;
         }
+        self.last_trap = (mcause, epc);
         let st = &mut self.st;
         // QEMU clears the LR reservation on every trap entry.
         st.load_res = u64::MAX;

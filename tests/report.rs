@@ -1,0 +1,214 @@
+//! The run report (`--stats FILE`, schema 2): written however the run ends
+//! (finisher, timeout, monitor quit, host error), with its units in the field
+//! names, `pc` as stderr prints it, and no temporary file left behind.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{guest, vcpulab_bin};
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vcpulab-report-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs vcpulab with `args` (stdin from `input`), bounded; returns the exit
+/// status and stderr.
+fn run(args: &[&str], input: &[u8]) -> (Option<i32>, String) {
+    let mut child = Command::new(vcpulab_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vcpulab");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vcpulab {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), err)
+}
+
+fn read_report(dir: &Path) -> serde_json::Value {
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["r.json".to_string()], "only the report is left");
+    serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap()
+}
+
+/// Checks an RFC 3339 UTC timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn assert_rfc3339(s: &str) {
+    let b = s.as_bytes();
+    assert_eq!(b.len(), 24, "{s}");
+    for (i, c) in b.iter().enumerate() {
+        match i {
+            4 | 7 => assert_eq!(*c, b'-', "{s}"),
+            10 => assert_eq!(*c, b'T', "{s}"),
+            13 | 16 => assert_eq!(*c, b':', "{s}"),
+            19 => assert_eq!(*c, b'.', "{s}"),
+            23 => assert_eq!(*c, b'Z', "{s}"),
+            _ => assert!(c.is_ascii_digit(), "{s}"),
+        }
+    }
+    let year: u32 = s[..4].parse().unwrap();
+    assert!((2024..2200).contains(&year), "{s}");
+}
+
+#[test]
+fn finisher_fail_report_fields() {
+    let dir = scratch("fail");
+    let r = dir.join("r.json");
+    let k = guest("exit_code");
+    let args = [
+        "run",
+        "--kernel",
+        k.to_str().unwrap(),
+        "--timeout",
+        "20",
+        "--stats",
+        r.to_str().unwrap(),
+    ];
+    let (code, err) = run(&args, b"");
+    assert_eq!(code, Some(3), "{err}");
+    let v = read_report(&dir);
+    assert_eq!(v["schema"], 2);
+    assert_rfc3339(v["started_at"].as_str().unwrap());
+    let argv: Vec<&str> = v["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(&argv[1..], &args[..]);
+    assert_eq!(v["exit"]["reason"], "finisher_fail");
+    assert_eq!(v["exit"]["code"], 3);
+    assert!(v["exit"]["signal"].is_null());
+    assert_eq!(v["config"]["timeout_ns"], 20_000_000_000u64);
+    assert!(v["config"].get("timeout").is_none());
+    let pc = v["vcpus"][0]["pc"].as_str().unwrap();
+    assert!(
+        pc.starts_with("0x8") && u64::from_str_radix(&pc[2..], 16).is_ok(),
+        "{pc}"
+    );
+    assert_eq!(v["vcpus"][0]["traps"], 0);
+    assert!(v["vcpus"][0]["last_trap"].is_null());
+}
+
+#[test]
+fn timeout_report_names_the_last_trap() {
+    let dir = scratch("timeout");
+    let r = dir.join("r.json");
+    let k = guest("timer_irq");
+    let (code, err) = run(
+        &[
+            "run",
+            "--kernel",
+            k.to_str().unwrap(),
+            "--param",
+            "iters=1000000000",
+            "--param",
+            "delay=1000",
+            "--timeout",
+            "0.5",
+            "--stats",
+            r.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(code, Some(124), "{err}");
+    let v = read_report(&dir);
+    assert_eq!(v["exit"]["reason"], "timeout");
+    let t = &v["vcpus"][0]["last_trap"];
+    assert_eq!(t["cause"], (1u64 << 63) | 7, "{t}");
+    assert_eq!(t["cause_name"], "machine timer interrupt");
+    assert!(t["pc"].as_str().unwrap().starts_with("0x8"), "{t}");
+    assert!(v["vcpus"][0]["traps"].as_u64().unwrap() > 0);
+    assert!(
+        err.contains("the last: cause 0x8000000000000007 (machine timer interrupt) at pc 0x8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn monitor_quit_and_shift_changes() {
+    let dir = scratch("quit");
+    let r = dir.join("r.json");
+    let k = guest("spin");
+    let (code, err) = run(
+        &[
+            "run",
+            "--kernel",
+            k.to_str().unwrap(),
+            "--icount",
+            "shift=auto",
+            "--monitor",
+            "stdio",
+            "--timeout",
+            "20",
+            "--stats",
+            r.to_str().unwrap(),
+        ],
+        b"quit\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v = read_report(&dir);
+    assert_eq!(v["exit"]["reason"], "quit");
+    let c = &v["icount"]["shift_changes"][0];
+    assert_eq!(c["wall_ns"], 0);
+    assert_eq!(c["shift"], 3);
+    assert!(v["config"]["timeout_ns"].is_u64());
+}
+
+#[test]
+fn host_error_still_writes_the_report() {
+    let dir = scratch("host");
+    let r = dir.join("r.json");
+    let k = guest("spin");
+    let sock = dir.join("no/such/dir/m.sock");
+    let (code, err) = run(
+        &[
+            "run",
+            "--kernel",
+            k.to_str().unwrap(),
+            "--monitor",
+            &format!("unix:{}", sock.display()),
+            "--stats",
+            r.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("host error") && err.contains("m.sock"),
+        "{err}"
+    );
+    let v = read_report(&dir);
+    assert_eq!(v["exit"]["reason"], "host_error");
+    assert_eq!(v["exit"]["code"], 1);
+    assert!(v["exit"]["message"].as_str().unwrap().contains("m.sock"));
+}
