@@ -213,8 +213,14 @@ fn main() -> ExitCode {
                 }
             };
             let out: vcpulab::devices::uart::Sink = Box::new(std::io::stdout());
+            let builtin = cfg.machine.kernel.is_none();
             match run(&cfg, out, Some(&signals)) {
-                Ok(report) => finish(&report),
+                Ok(report) => {
+                    if builtin {
+                        builtin_summary(&cfg.machine, &report);
+                    }
+                    finish(&report)
+                }
                 Err(RunError::ReportWrite { report, err }) => {
                     let _ = finish(&report);
                     eprintln!("vcpulab: host error: {err}");
@@ -224,6 +230,45 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// After a run of the built-in guest (the main job): what it should have
+/// printed, how fast it ran, and the QEMU command that prints the same.
+fn builtin_summary(m: &MachineConfig, report: &RunReport) {
+    use vcpulab::loader::{BUILTIN_DEFAULT_ITERS, builtin_checksum};
+    if report.exit.reason != ExitReason::FinisherPass {
+        return;
+    }
+    let iters = m
+        .params
+        .iter()
+        .rev()
+        .find(|(slot, _)| *slot == 0)
+        .map_or(0, |&(_, v)| v);
+    let shown = if iters == 0 { BUILTIN_DEFAULT_ITERS } else { iters };
+    let harts = if m.smp > 1 {
+        format!(" on {} vCPUs (the others wait in wfi)", m.smp)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "vcpulab: built-in guest guests/build/compute.elf, iters={shown}: expected checksum={:#x}",
+        builtin_checksum(iters)
+    );
+    eprintln!(
+        "vcpulab: {} instructions in {:.3} s = {:.0} MIPS{harts}",
+        report.instructions.total,
+        report.wall_ns as f64 / 1e9,
+        report.mips
+    );
+    let loader = if iters == 0 {
+        String::new()
+    } else {
+        format!(" -device loader,addr=0x80100000,data={iters},data-len=8")
+    };
+    eprintln!(
+        "vcpulab: the same on QEMU: qemu-system-riscv64-10.0 -machine virt -bios none -nographic -kernel guests/build/compute.elf{loader}"
+    );
 }
 
 /// Says on stderr how the run ended, where that needs saying, and returns
