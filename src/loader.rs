@@ -353,6 +353,53 @@ pub fn write_params(ram: &Ram, params: &[(usize, u64)]) -> Result<(), LoadError>
     Ok(())
 }
 
+/// The built-in guest's default iteration count (`guests/src/compute.c`).
+pub const BUILTIN_DEFAULT_ITERS: u64 = 10_000_000;
+
+/// The checksum the built-in compute guest prints after `iters` iterations
+/// (0 means the guest's default), computed here from the guest's loop
+/// (`guests/src/compute.c`) with RISC-V's arithmetic rules, so that a run of
+/// the main job can be judged without QEMU. `tests/main_job.rs` checks it
+/// against the guest on vcpulab and on QEMU.
+pub fn builtin_checksum(iters: u64) -> u64 {
+    let iters = if iters == 0 {
+        BUILTIN_DEFAULT_ITERS
+    } else {
+        iters
+    };
+    let sext32 = |v: u32| v as i32 as i64 as u64;
+    let (mut x, mut y, mut acc): (u64, u64, u64) = (0x9e3779b97f4a7c15, 0x0123456789abcdef, 0);
+    for i in 0..iters {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        acc = acc.wrapping_add(x.wrapping_mul(y)); // mul
+        acc ^= ((x as u128 * y as u128) >> 64) as u64; // mulhu
+        y = y.wrapping_sub(((acc as i64 as i128 * x as i64 as i128) >> 64) as u64); // mulh
+        let d = ((x & 0xff) as i64) - 8; // andi, addi
+        let q = if d == 0 {
+            u64::MAX
+        } else {
+            (acc as i64).wrapping_div(d) as u64
+        }; // div
+        acc = acc.wrapping_add(q);
+        let s = ((x as i64) >> 57) as u64; // srai
+        let r = if s == 0 { y } else { y % s }; // remu
+        acc = sext32((acc as u32).wrapping_add(r as u32)); // addw
+        acc ^= sext32((acc as u32).wrapping_mul(x as u32)); // mulw
+        let t = sext32(((y as i32) >> 3) as u32); // sraiw
+        let dq = match t as u32 {
+            0 => u64::MAX,
+            dv => sext32((acc as u32) / dv),
+        }; // divuw
+        y |= dq;
+        y = y.wrapping_add((acc < y) as u64); // sltu, add
+        y = y.rotate_right(1); // srli, slli, or
+        acc = acc.wrapping_add(i);
+    }
+    acc ^ x ^ y
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,47 +472,4 @@ mod tests {
         let e = load_elf(Path::new("t"), &elf(0x7fff_f000, &[], 0x2000), &ram, &dev).unwrap_err();
         assert!(e.to_string().contains("overlaps device 'dev'"), "{e}");
     }
-}
-
-/// The built-in guest's default iteration count (`guests/src/compute.c`).
-pub const BUILTIN_DEFAULT_ITERS: u64 = 10_000_000;
-
-/// The checksum the built-in compute guest prints after `iters` iterations
-/// (0 means the guest's default), computed here from the guest's loop
-/// (`guests/src/compute.c`) with RISC-V's arithmetic rules, so that a run of
-/// the main job can be judged without QEMU. `tests/main_job.rs` checks it
-/// against the guest on vcpulab and on QEMU.
-pub fn builtin_checksum(iters: u64) -> u64 {
-    let iters = if iters == 0 { BUILTIN_DEFAULT_ITERS } else { iters };
-    let sext32 = |v: u32| v as i32 as i64 as u64;
-    let (mut x, mut y, mut acc): (u64, u64, u64) = (0x9e3779b97f4a7c15, 0x0123456789abcdef, 0);
-    for i in 0..iters {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        acc = acc.wrapping_add(x.wrapping_mul(y)); // mul
-        acc ^= ((x as u128 * y as u128) >> 64) as u64; // mulhu
-        y = y.wrapping_sub(((acc as i64 as i128 * x as i64 as i128) >> 64) as u64); // mulh
-        let d = ((x & 0xff) as i64) - 8; // andi, addi
-        let q = if d == 0 {
-            u64::MAX
-        } else {
-            (acc as i64).wrapping_div(d) as u64
-        }; // div
-        acc = acc.wrapping_add(q);
-        let s = ((x as i64) >> 57) as u64; // srai
-        let r = if s == 0 { y } else { y % s }; // remu
-        acc = sext32((acc as u32).wrapping_add(r as u32)); // addw
-        acc ^= sext32((acc as u32).wrapping_mul(x as u32)); // mulw
-        let t = sext32(((y as i32) >> 3) as u32); // sraiw
-        let dq = match t as u32 {
-            0 => u64::MAX,
-            dv => sext32((acc as u32) / dv),
-        }; // divuw
-        y |= dq;
-        y = y.wrapping_add((acc < y) as u64); // sltu, add
-        y = (y << 63) | (y >> 1); // srli, slli, or
-        acc = acc.wrapping_add(i);
-    }
-    acc ^ x ^ y
 }

@@ -245,7 +245,11 @@ fn builtin_summary(m: &MachineConfig, report: &RunReport) {
         .rev()
         .find(|(slot, _)| *slot == 0)
         .map_or(0, |&(_, v)| v);
-    let shown = if iters == 0 { BUILTIN_DEFAULT_ITERS } else { iters };
+    let shown = if iters == 0 {
+        BUILTIN_DEFAULT_ITERS
+    } else {
+        iters
+    };
     let harts = if m.smp > 1 {
         format!(" on {} vCPUs (the others wait in wfi)", m.smp)
     } else {

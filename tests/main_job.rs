@@ -20,7 +20,10 @@ fn run(args: &[&str]) -> (String, String, Option<i32>) {
 }
 
 fn field<'a>(text: &'a str, key: &str) -> &'a str {
-    let i = text.find(key).unwrap_or_else(|| panic!("no {key} in {text:?}")) + key.len();
+    let i = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in {text:?}"))
+        + key.len();
     text[i..].split_whitespace().next().unwrap()
 }
 
