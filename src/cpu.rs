@@ -337,21 +337,6 @@ mod loom_tests {
     /// Loom finds the lost wake-up of [`broken_kick_before_mip`].
     #[test]
     fn loom_finds_lost_wakeup() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "cpu::loom_tests::broken_kick_before_mip",
-            ])
-            .args(["--test-threads", "1", "--nocapture"])
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains("deadlock"),
-            "loom did not report the lost wake-up ({}):\n{stderr}",
-            out.status
-        );
+        crate::sync::assert_loom_finds_deadlock("cpu::loom_tests::broken_kick_before_mip");
     }
 }

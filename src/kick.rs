@@ -600,21 +600,6 @@ mod loom_tests {
     /// Loom finds the lost kick of [`broken_signal_kick_plain_clear`].
     #[test]
     fn loom_finds_lost_signal_kick() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "kick::loom_tests::broken_signal_kick_plain_clear",
-            ])
-            .args(["--test-threads", "1", "--nocapture"])
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains("deadlock"),
-            "loom did not report the lost kick ({}):\n{stderr}",
-            out.status
-        );
+        crate::sync::assert_loom_finds_deadlock("kick::loom_tests::broken_signal_kick_plain_clear");
     }
 }

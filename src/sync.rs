@@ -125,3 +125,24 @@ mod loom_parker {
         }
     }
 }
+
+/// Runs the `#[ignore]`d loom model `test` (a full path such as
+/// `cpu::loom_tests::broken_kick_before_mip`) in a child test process and
+/// asserts that loom reports a deadlock there. The control models that must
+/// fail run this way because loom aborts the process while cleaning up after
+/// the deadlock it found.
+#[cfg(all(test, loom))]
+pub(crate) fn assert_loom_finds_deadlock(test: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", test])
+        .args(["--test-threads", "1", "--nocapture"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("deadlock"),
+        "loom did not report the deadlock of {test} ({}):\n{stderr}",
+        out.status
+    );
+}
