@@ -377,6 +377,39 @@ impl CpuConfig {
     }
 }
 
+/// The BQL axis: when it is taken, what lock it is, how it is profiled
+/// (`--bql`, `--bql-lock`, `--bql-hold-sample`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BqlConfig {
+    /// When the BQL is taken.
+    pub policy: crate::bql::BqlPolicy,
+    /// The lock under it.
+    pub lock: crate::bql::LockKind,
+    /// One acquisition in this many (per call site, a power of two) has its
+    /// hold time measured.
+    pub hold_sample: u32,
+}
+
+impl Default for BqlConfig {
+    fn default() -> Self {
+        BqlConfig {
+            policy: Default::default(),
+            lock: Default::default(),
+            hold_sample: crate::bql::profile::DEFAULT_HOLD_SAMPLE,
+        }
+    }
+}
+
+/// Parse `--bql-hold-sample`: a power of two from 1 to 2^20.
+pub fn parse_hold_sample(s: &str) -> Result<u32, ConfigError> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && n <= 1 << 20 => Ok(n),
+        _ => err(format!(
+            "invalid --bql-hold-sample '{s}': expected a power of two from 1 to 1048576"
+        )),
+    }
+}
+
 /// The machine's configuration.
 #[derive(Clone, Debug, Serialize)]
 pub struct MachineConfig {
@@ -397,6 +430,8 @@ pub struct MachineConfig {
     pub cpu: CpuConfig,
     /// Which QEMU version's behaviour to reproduce.
     pub compat: Compat,
+    /// The BQL policy, lock kind and profile.
+    pub bql: BqlConfig,
 }
 
 impl MachineConfig {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::sync::Parker;
 
-use crate::bql::Bql;
+use crate::bql::{Bql, BqlGuard, BqlPolicy};
 use crate::clock::ClockType;
 use crate::clock::{Clocks, IcountClock};
 use crate::config::{Compat, IcountShift, MachineConfig};
@@ -27,6 +27,7 @@ use crate::devices::finisher::{FINISHER_BASE, FINISHER_SIZE, Finisher};
 use crate::devices::plic::{PLIC_BASE, PLIC_SIZE, Plic};
 use crate::devices::rom::{ROM_BASE, ROM_SIZE, Rom};
 use crate::devices::uart::{Sink, UART_BASE, UART_IRQ, UART_SIZE, Uart};
+use crate::devices::{BqlDevice, MmioDevice};
 use crate::loader::{self, LoadError, LoadedKernel};
 use crate::memory::{Bus, RAM_BASE, Ram};
 use crate::runstate::RunState;
@@ -80,11 +81,11 @@ pub struct Machine {
     /// The CLINT (for `rdtime`).
     pub clint: Arc<Clint>,
     /// The PLIC.
-    pub plic: Arc<Plic>,
+    pub plic: Arc<BqlDevice<Plic>>,
     /// UART0.
     pub uart: Arc<Uart>,
     /// The global lock.
-    pub bql: Bql,
+    pub bql: Arc<Bql>,
     /// What the loader loaded.
     pub kernel: LoadedKernel,
     /// The kernel image, reloaded on reset as QEMU reloads its ROM blobs.
@@ -140,11 +141,16 @@ impl Machine {
             clocks.clone(),
             timers.get(ClockType::Virtual),
         ));
-        let plic = Arc::new(Plic::new(cpus.clone()));
+        let bql = Arc::new(Bql::with(config.bql.lock, true, config.bql.hold_sample));
+        let kick_holder = cpus.clone();
+        bql.set_kick(Box::new(move |n| kick_holder[n].kick()));
+        let plic = Arc::new(BqlDevice::new(bql.clone(), Plic::new(cpus.clone())));
         let plic_for_uart = plic.clone();
         let uart = Arc::new(Uart::new(
             out,
-            Box::new(move |level| plic_for_uart.set_irq(UART_IRQ, level)),
+            // The UART raises its line with the BQL held (only its scratch
+            // register is lockless), as the PLIC requires.
+            Box::new(move |level| plic_for_uart.with(|p| p.set_irq(UART_IRQ, level))),
             run.clone(),
         ));
         let kick_cpus = cpus.clone();
@@ -177,7 +183,7 @@ impl Machine {
             clint,
             plic,
             uart,
-            bql: Bql::new(),
+            bql,
             kernel,
             kernel_image: (path, data),
             halted: Default::default(),
@@ -186,32 +192,38 @@ impl Machine {
         Ok((Arc::new(m), parkers))
     }
 
-    /// A device read: the region's device at its offset, under the BQL unless
-    /// the device is lockless. `Err` for unmapped addresses and invalid sizes.
+    /// The one place that decides whether a device access takes the BQL:
+    /// not if this thread holds it already (a vCPU under `always`), not for
+    /// an offset the device locks itself at under `device`, else yes.
+    #[inline]
+    #[track_caller]
+    fn access_lock(&self, dev: &dyn MmioDevice, off: u64) -> Option<BqlGuard<'_>> {
+        if self.config.bql.policy == BqlPolicy::Device && dev.lockless_at(off) {
+            return None;
+        }
+        self.bql.lock_unless_held()
+    }
+
+    /// A device read at `addr`, under the lock the BQL policy picks. `Err`
+    /// for unmapped addresses and invalid sizes.
+    #[track_caller]
     pub fn mmio_read(&self, addr: u64, size: u64) -> Result<u64, BusError> {
         let (r, off) = self.bus.find(addr).ok_or(BusError::Invalid)?;
-        if r.dev.lockless() {
-            r.dev.read(off, size)
-        } else {
-            let _g = self.bql.lock();
-            r.dev.read(off, size)
-        }
+        let _g = self.access_lock(&*r.dev, off);
+        r.dev.read(off, size)
     }
 
     /// A device write (see [`Machine::mmio_read`]).
+    #[track_caller]
     pub fn mmio_write(&self, addr: u64, size: u64, value: u64) -> Result<(), BusError> {
         let (r, off) = self.bus.find(addr).ok_or(BusError::Invalid)?;
-        if r.dev.lockless() {
-            r.dev.write(off, size, value)
-        } else {
-            let _g = self.bql.lock();
-            r.dev.write(off, size, value)
-        }
+        let _g = self.access_lock(&*r.dev, off);
+        r.dev.write(off, size, value)
     }
 
     /// Reset every device (finisher 0x7777).
     pub fn reset_devices(&self) {
-        let _g = self.bql.lock();
+        let _g = self.bql.lock_unless_held();
         for r in self.bus.regions() {
             r.dev.reset();
         }

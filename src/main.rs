@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use vcpulab::bql::{BqlPolicy, LockKind};
 use vcpulab::config::{
-    Compat, CpuConfig, IcountConfig, IcountTimers, MachineConfig, parse_param, parse_size,
-    parse_smp, parse_timeout,
+    BqlConfig, Compat, CpuConfig, IcountConfig, IcountTimers, MachineConfig, parse_hold_sample,
+    parse_param, parse_size, parse_smp, parse_timeout,
 };
 use vcpulab::iothread::IoTimerMode;
 use vcpulab::monitor::MonitorSpec;
@@ -113,6 +114,19 @@ enum Cmd {
         /// qemu-7.2 (see docs/machine.md).
         #[arg(long, value_name = "VERSION", default_value = "qemu-10.0")]
         compat: String,
+        /// When the BQL is taken: `always` (held while a vCPU executes),
+        /// `mmio` (around each device access), `device` (devices that lock
+        /// themselves are reached without it). See docs/sync.md.
+        #[arg(long, value_name = "POLICY", default_value = "mmio")]
+        bql: String,
+        /// The lock under the BQL: parking_lot, parking_lot-fair, std,
+        /// pthread (QEMU's QemuMutex) or ticket.
+        #[arg(long, value_name = "KIND", default_value = "parking_lot")]
+        bql_lock: String,
+        /// Measure the hold time of one BQL acquisition in N per call site (a
+        /// power of two; 1 = every hold).
+        #[arg(long, value_name = "N", default_value = "64")]
+        bql_hold_sample: String,
     },
 }
 
@@ -137,6 +151,9 @@ fn main() -> ExitCode {
             monitor,
             cpu,
             compat,
+            bql,
+            bql_lock,
+            bql_hold_sample,
         } => {
             let memory = match parse_size(&memory) {
                 Ok(m) => m,
@@ -177,6 +194,20 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
+            let bql = BqlConfig {
+                policy: match BqlPolicy::parse(&bql) {
+                    Ok(p) => p,
+                    Err(e) => return fail(e),
+                },
+                lock: match LockKind::parse(&bql_lock) {
+                    Ok(k) => k,
+                    Err(e) => return fail(e),
+                },
+                hold_sample: match parse_hold_sample(&bql_hold_sample) {
+                    Ok(n) => n,
+                    Err(e) => return fail(e),
+                },
+            };
             let machine = MachineConfig {
                 kernel,
                 memory,
@@ -186,6 +217,7 @@ fn main() -> ExitCode {
                 icount_timers,
                 cpu,
                 compat,
+                bql,
             };
             if let Err(e) = machine.validate() {
                 return fail(e);

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::sync::Parker;
 use hdrhistogram::Histogram;
 
+use crate::bql::{BqlGuard, BqlPolicy};
 use crate::clock::ClockType;
 use crate::config::IcountTimers;
 use crate::icount;
@@ -170,7 +171,7 @@ impl Handoff {
 /// Run hart `hart` until the machine shuts down.
 pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats {
     let shared = m.cpus[hart].clone();
-    let mut h = Hart::new(shared.clone(), m.clone());
+    let mut h = Hart::new(&shared, &m);
     let mut reset_gen = m.run.reset_gen();
     let mut stats = VcpuStats {
         hart,
@@ -179,7 +180,16 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
     let icount_cfg = m.config.icount;
     let mut halted = false;
     let handoff = Handoff::new(&m, hart);
+    // `--bql always`: the BQL, held across guest execution and device
+    // accesses, given up at every exit that waits or when another thread
+    // wants it (see `release_bql`).
+    let always = m.config.bql.policy == BqlPolicy::Always;
+    let handoff_timers = icount_cfg.is_some() && m.config.icount_timers == IcountTimers::Iothread;
+    let mut held: Option<BqlGuard<'_>> = None;
     loop {
+        if held.is_some() && (handoff_timers || m.run.pause_requested() || m.bql.wanted() > 0) {
+            release_bql(&m, &mut held);
+        }
         if m.run.shutdown_requested() {
             break;
         }
@@ -230,6 +240,14 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
             }
             _ => u64::MAX,
         };
+        if always && held.is_none() {
+            held = m.bql.lock_for_execution(hart);
+            if held.is_none() {
+                // Someone asked for it while we took it: let them have it.
+                std::thread::yield_now();
+                continue;
+            }
+        }
         let exit = h.execute(limit);
         h.sync_icount(0);
         shared.instret.store(h.retired, Ordering::Relaxed);
@@ -242,9 +260,11 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
                 stats.halts += 1;
                 halted = true;
                 m.halted.fetch_add(1, Ordering::AcqRel);
+                release_bql(&m, &mut held);
             }
         }
     }
+    drop(held);
     h.sync_icount(0);
     shared.instret.store(h.retired, Ordering::Relaxed);
     stats.instructions = h.retired;
@@ -257,6 +277,16 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
     stats
 }
 
+/// Give up the BQL held for execution, and let the threads that wanted it
+/// take it before this vCPU may ask for it again.
+fn release_bql(m: &Machine, held: &mut Option<BqlGuard<'_>>) {
+    if held.take().is_some() {
+        while m.bql.wanted() > 0 && !m.run.shutdown_requested() {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// QEMU's `icount_handle_deadline`: run the VIRTUAL timers when the nearest
 /// VIRTUAL deadline has been reached. Returns the callbacks run.
 fn run_virtual_timers_if_due(m: &Machine) -> usize {
@@ -265,7 +295,7 @@ fn run_virtual_timers_if_due(m: &Machine) -> usize {
     if list.deadline_ns(now) != 0 {
         return 0;
     }
-    let _bql = m.bql.lock();
+    let _bql = m.bql.lock_unless_held();
     list.run_expired(now, &mut |_| {})
 }
 

@@ -16,17 +16,84 @@
 pub mod profile;
 pub mod raw;
 
+use std::cell::Cell;
 use std::panic::Location;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use lock_api::RawMutex;
+use serde::Serialize;
 
 pub use profile::{Profile, Snapshot, SortBy};
 pub use raw::{AnyRawMutex, LockKind};
+
+use crate::config::ConfigError;
+
+/// When the BQL is taken (`--bql`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BqlPolicy {
+    /// A vCPU holds the BQL while it executes guest code and drops it only
+    /// at exits that wait, or when another thread wants it (single-threaded
+    /// TCG before MTTCG).
+    Always,
+    /// vCPUs run outside the BQL and take it around each device access (KVM,
+    /// MTTCG).
+    #[default]
+    Mmio,
+    /// As `mmio`, but devices that do their own locking are reached without
+    /// the BQL (QEMU's `lockless_io` regions).
+    Device,
+}
+
+impl BqlPolicy {
+    /// Every policy.
+    pub const ALL: [BqlPolicy; 3] = [BqlPolicy::Always, BqlPolicy::Mmio, BqlPolicy::Device];
+
+    /// The name as `--bql` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BqlPolicy::Always => "always",
+            BqlPolicy::Mmio => "mmio",
+            BqlPolicy::Device => "device",
+        }
+    }
+
+    /// Parse a `--bql` value.
+    pub fn parse(s: &str) -> Result<BqlPolicy, ConfigError> {
+        BqlPolicy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "invalid --bql '{s}': expected one of always, mmio, device"
+                ))
+            })
+    }
+}
+
+thread_local! {
+    /// The id of the BQL this thread holds, 0 for none (QEMU's
+    /// `bql_locked()` is the same per-thread flag).
+    static HELD: Cell<u64> = const { Cell::new(0) };
+}
+
+/// No vCPU holds the BQL for execution.
+const NO_HOLDER: usize = usize::MAX;
 
 /// The global lock.
 pub struct Bql {
     raw: AnyRawMutex,
     profile: Profile,
+    /// Threads waiting to take the BQL from a vCPU that holds it while it
+    /// executes (`always`; QEMU's `iothread_requesting_mutex`).
+    wanted: AtomicUsize,
+    /// Times a thread had to ask an executing holder to let go.
+    wanted_requests: AtomicU64,
+    /// The vCPU that holds the BQL while executing, or [`NO_HOLDER`].
+    holder: AtomicUsize,
+    /// Asks vCPU `n` to leave guest code (set once by the machine).
+    kick: OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
 impl Default for Bql {
@@ -57,7 +124,68 @@ impl Bql {
         Bql {
             raw: AnyRawMutex::new(kind),
             profile: Profile::new(profiled, hold_sample),
+            wanted: AtomicUsize::new(0),
+            wanted_requests: AtomicU64::new(0),
+            holder: AtomicUsize::new(NO_HOLDER),
+            kick: OnceLock::new(),
         }
+    }
+
+    /// A number that identifies this BQL among all of the process's.
+    pub fn id(&self) -> u64 {
+        self.profile.id()
+    }
+
+    /// Set how a thread that wants the BQL asks the vCPU holding it while
+    /// executing to let go (`kick(vcpu)`); once, by the machine.
+    pub fn set_kick(&self, kick: Box<dyn Fn(usize) + Send + Sync>) {
+        let _ = self.kick.set(kick);
+    }
+
+    /// Whether the calling thread holds this BQL (QEMU's `bql_locked()`).
+    #[inline]
+    pub fn held_here(&self) -> bool {
+        HELD.with(|h| h.get()) == self.id()
+    }
+
+    /// Take the BQL unless the calling thread holds it already.
+    #[inline]
+    #[track_caller]
+    pub fn lock_unless_held(&self) -> Option<BqlGuard<'_>> {
+        (!self.held_here()).then(|| self.lock())
+    }
+
+    /// Take the BQL to execute guest code as vCPU `vcpu` (`always`): while
+    /// it is held this way, a thread that wants it kicks `vcpu`, which lets
+    /// go at its next exit. Returns `None` if another thread asked for it in
+    /// the meantime (the caller should not run now: it would not notice).
+    #[track_caller]
+    pub fn lock_for_execution(&self, vcpu: usize) -> Option<BqlGuard<'_>> {
+        let g = self.lock();
+        // SeqCst, paired with the SeqCst increment of `wanted` and load of
+        // `holder` in `raw_lock` (a store-load pair on each side): either
+        // the waiter sees this holder and kicks it, or this load sees the
+        // waiter's increment and gives the lock up at once.
+        self.holder.store(vcpu, Ordering::SeqCst);
+        if self.wanted.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(g)
+    }
+
+    /// Threads waiting for a vCPU that holds the BQL while executing to let
+    /// go: the holder releases it at its next exit while this is non-zero.
+    #[inline]
+    pub fn wanted(&self) -> usize {
+        // Relaxed: a hint checked at every exit; the protocol's ordering is
+        // in `lock_for_execution`.
+        self.wanted.load(Ordering::Relaxed)
+    }
+
+    /// How many times a thread found the BQL held by an executing vCPU and
+    /// asked it to let go.
+    pub fn wanted_requests(&self) -> u64 {
+        self.wanted_requests.load(Ordering::Relaxed)
     }
 
     /// The lock kind.
@@ -76,31 +204,73 @@ impl Bql {
     }
 
     /// Take the BQL, recording the acquisition at the caller's location.
+    /// Panics if the calling thread holds it already (it is not recursive;
+    /// see [`Bql::lock_unless_held`]).
     #[inline]
     #[track_caller]
     pub fn lock(&self) -> BqlGuard<'_> {
-        if !self.profile.enabled() {
-            return BqlGuard {
+        assert!(!self.held_here(), "the BQL is not recursive");
+        let g = if !self.profile.enabled() {
+            BqlGuard {
                 bql: self,
-                state: std::mem::ManuallyDrop::new(self.raw.lock()),
+                state: std::mem::ManuallyDrop::new(self.raw_lock()),
                 held: None,
-            };
+            }
+        } else {
+            let site = Location::caller();
+            let (g, held) = self
+                .profile
+                .acquire(site, || self.raw.try_lock(), || self.raw_lock());
+            BqlGuard {
+                bql: self,
+                state: std::mem::ManuallyDrop::new(g),
+                held: Some(held),
+            }
+        };
+        HELD.with(|h| h.set(self.id()));
+        g
+    }
+
+    /// The blocking acquisition: if a vCPU holds the BQL while executing,
+    /// ask it to let go first (`wanted` + a kick), as QEMU's iothread did
+    /// with `iothread_requesting_mutex`.
+    #[inline]
+    fn raw_lock(&self) -> raw::AnyGuard {
+        if let Some(g) = self.raw.try_lock() {
+            return g;
         }
-        let site = Location::caller();
-        let (g, held) = self
-            .profile
-            .acquire(site, || self.raw.try_lock(), || self.raw.lock());
-        BqlGuard {
-            bql: self,
-            state: std::mem::ManuallyDrop::new(g),
-            held: Some(held),
+        self.raw_lock_wanted()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raw_lock_wanted(&self) -> raw::AnyGuard {
+        // SeqCst: see `lock_for_execution`. An executing holder checks
+        // `wanted` at every exit and lets go while it is non-zero.
+        self.wanted.fetch_add(1, Ordering::SeqCst);
+        let holder = self.holder.load(Ordering::SeqCst);
+        if holder != NO_HOLDER {
+            self.wanted_requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(kick) = self.kick.get() {
+                kick(holder);
+            }
         }
+        let g = self.raw.lock();
+        self.wanted.fetch_sub(1, Ordering::SeqCst);
+        g
     }
 }
 
 impl Drop for BqlGuard<'_> {
     #[inline]
     fn drop(&mut self) {
+        HELD.with(|h| h.set(0));
+        // Only the thread that holds the BQL writes `holder` (in
+        // `lock_for_execution` and here), so load + store is enough;
+        // SeqCst as its other accesses.
+        if self.bql.holder.load(Ordering::Relaxed) != NO_HOLDER {
+            self.bql.holder.store(NO_HOLDER, Ordering::SeqCst);
+        }
         if let Some(h) = &self.held {
             self.bql.profile.released(h);
         }

@@ -178,6 +178,11 @@ impl Profile {
         }
     }
 
+    /// A number unique among the process's profiles (never 0).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Whether acquisitions are being recorded.
     #[inline]
     pub fn enabled(&self) -> bool {

@@ -10,8 +10,18 @@
 //!
 //! Layout: `msip[hart]` at `+4*hart` (4-byte accesses only), `mtimecmp[hart]`
 //! at `+0x4000 + 8*hart`, `mtime` at `+0xBFF8` (4- or 8-byte accesses).
+//!
+//! Locking: the CLINT locks itself, so the `device` BQL policy reaches it
+//! without the BQL. What its own lock protects: `mtimecmp[]` and every
+//! change of `time_delta` and of MTIP that depends on them (a `mtimecmp` or
+//! `mtime` write, and the timer callback, which re-checks `mtime >=
+//! mtimecmp` under the lock before it raises MTIP, so a callback that was
+//! already running when a write moved `mtimecmp` cannot leave a stale
+//! MTIP). `mtime` reads take no lock (`time_delta` is an atomic that only
+//! lock holders write); `msip` is the hart's `mip` bit itself (atomic).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -33,15 +43,38 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 
 struct State {
     timecmp: Vec<u64>,
-    time_delta: u64,
+}
+
+/// What the CLINT and its timer callbacks share.
+struct Inner {
+    clocks: Arc<Clocks>,
+    state: Mutex<State>,
+    /// `mtime - rtc`: written only with `state` locked; read by anyone.
+    time_delta: AtomicU64,
+}
+
+impl Inner {
+    fn rtc_raw(&self) -> u64 {
+        muldiv64(
+            self.clocks.get_ns(ClockType::Virtual).max(0) as u64,
+            TIMEBASE_HZ,
+            NS_PER_SEC,
+        )
+    }
+
+    fn mtime(&self) -> u64 {
+        // Relaxed: a read racing a `mtime` write may see either value, as a
+        // guest read racing a write on another hart may.
+        self.rtc_raw()
+            .wrapping_add(self.time_delta.load(Ordering::Relaxed))
+    }
 }
 
 /// The CLINT device.
 pub struct Clint {
     cpus: Vec<Arc<CpuShared>>,
-    clocks: Arc<Clocks>,
+    inner: Arc<Inner>,
     timers: Vec<Timer>,
-    state: Mutex<State>,
 }
 
 /// `muldiv64(a, b, c)`: `a * b / c` with a 128-bit intermediate.
@@ -53,44 +86,52 @@ impl Clint {
     /// A CLINT for `cpus`, reading VIRTUAL from `clocks` and arming timers on
     /// the VIRTUAL timer list `vlist`.
     pub fn new(cpus: Vec<Arc<CpuShared>>, clocks: Arc<Clocks>, vlist: &Arc<TimerList>) -> Clint {
-        let timers = cpus
-            .iter()
-            .map(|cpu| {
-                let cpu = cpu.clone();
-                vlist.new_timer(Box::new(move || cpu.set_irq(MIP_MTIP, true)))
-            })
-            .collect();
         let n = cpus.len();
-        let clint = Clint {
-            cpus,
+        let inner = Arc::new(Inner {
             clocks,
-            timers,
             state: Mutex::new(State {
                 timecmp: vec![0; n],
-                time_delta: 0,
             }),
+            time_delta: AtomicU64::new(0),
+        });
+        let timers = cpus
+            .iter()
+            .enumerate()
+            .map(|(hart, cpu)| {
+                let (cpu, inner) = (cpu.clone(), inner.clone());
+                vlist.new_timer(Box::new(move || {
+                    // QEMU's callback raises MTIP unconditionally, which is
+                    // right when the BQL orders it with every mtimecmp
+                    // write; reached without the BQL, a write may have moved
+                    // mtimecmp since this timer expired, so re-check.
+                    let st = inner.state.lock();
+                    if inner.mtime() >= st.timecmp[hart] {
+                        cpu.set_irq(MIP_MTIP, true);
+                    }
+                }))
+            })
+            .collect();
+        let clint = Clint {
+            cpus,
+            inner,
+            timers,
         };
         clint.reset();
         clint
     }
 
     fn rtc_raw(&self) -> u64 {
-        muldiv64(
-            self.clocks.get_ns(ClockType::Virtual).max(0) as u64,
-            TIMEBASE_HZ,
-            NS_PER_SEC,
-        )
+        self.inner.rtc_raw()
     }
 
-    /// The current `mtime` (what `rdtime` returns).
+    /// The current `mtime` (what `rdtime` returns); takes no lock.
     pub fn mtime(&self) -> u64 {
-        let delta = self.state.lock().time_delta;
-        self.rtc_raw().wrapping_add(delta)
+        self.inner.mtime()
     }
 
-    /// `riscv_aclint_mtimer_write_timecmp`.
+    /// `riscv_aclint_mtimer_write_timecmp` (with `st`, the CLINT's lock).
     fn write_timecmp(&self, st: &mut State, hart: usize, value: u64) {
-        let rtc = self.rtc_raw().wrapping_add(st.time_delta);
+        let rtc = self.mtime();
         st.timecmp[hart] = value;
         let cpu = &self.cpus[hart];
         if value <= rtc {
@@ -103,7 +144,7 @@ impl Clint {
         let next = if ns_diff < diff || ns_diff > i64::MAX as u64 {
             i64::MAX
         } else {
-            let now = self.clocks.get_ns(ClockType::Virtual);
+            let now = self.inner.clocks.get_ns(ClockType::Virtual);
             now.checked_add(ns_diff as i64).unwrap_or(i64::MAX)
         };
         self.timers[hart].modify(next);
@@ -111,11 +152,16 @@ impl Clint {
 
     /// The `mtimecmp` of `hart`.
     pub fn timecmp(&self, hart: usize) -> u64 {
-        self.state.lock().timecmp[hart]
+        self.inner.state.lock().timecmp[hart]
     }
 }
 
 impl MmioDevice for Clint {
+    /// Every register: the CLINT locks itself (see the module doc).
+    fn lockless_at(&self, _offset: u64) -> bool {
+        true
+    }
+
     fn read(&self, offset: u64, size: u64) -> Result<u64, BusError> {
         let n = self.cpus.len() as u64;
         if offset < MTIMECMP_BASE {
@@ -127,10 +173,9 @@ impl MmioDevice for Clint {
             return Ok(0);
         }
         check_size(size, 4, 8)?;
-        let st = self.state.lock();
         if offset >= MTIMECMP_BASE && offset < MTIMECMP_BASE + 8 * n {
             let hart = ((offset - MTIMECMP_BASE) >> 3) as usize;
-            let cmp = st.timecmp[hart];
+            let cmp = self.inner.state.lock().timecmp[hart];
             return Ok(match offset & 7 {
                 0 if size == 4 => cmp & 0xffff_ffff,
                 0 => cmp,
@@ -138,7 +183,7 @@ impl MmioDevice for Clint {
                 _ => 0,
             });
         }
-        let rtc = self.rtc_raw().wrapping_add(st.time_delta);
+        let rtc = self.mtime();
         Ok(match offset {
             MTIME_OFFSET if size == 4 => rtc & 0xffff_ffff,
             MTIME_OFFSET => rtc,
@@ -158,7 +203,7 @@ impl MmioDevice for Clint {
             return Ok(());
         }
         check_size(size, 4, 8)?;
-        let mut st = self.state.lock();
+        let mut st = self.inner.state.lock();
         if offset >= MTIMECMP_BASE && offset < MTIMECMP_BASE + 8 * n {
             let hart = ((offset - MTIMECMP_BASE) >> 3) as usize;
             let old = st.timecmp[hart];
@@ -174,13 +219,15 @@ impl MmioDevice for Clint {
         }
         if offset == MTIME_OFFSET || offset == MTIME_OFFSET + 4 {
             let rtc_r = self.rtc_raw();
-            let rtc = rtc_r.wrapping_add(st.time_delta);
-            st.time_delta = match (offset == MTIME_OFFSET, size) {
+            let rtc = rtc_r.wrapping_add(self.inner.time_delta.load(Ordering::Relaxed));
+            let delta = match (offset == MTIME_OFFSET, size) {
                 (true, 4) => ((rtc & !0xffff_ffff) | (value & 0xffff_ffff)).wrapping_sub(rtc_r),
                 (true, _) => value.wrapping_sub(rtc_r),
                 (false, 4) => ((value << 32) | (rtc & 0xffff_ffff)).wrapping_sub(rtc_r),
                 (false, _) => return Ok(()),
             };
+            // Written under the CLINT lock (held: `st`).
+            self.inner.time_delta.store(delta, Ordering::Relaxed);
             for hart in 0..self.cpus.len() {
                 let cmp = st.timecmp[hart];
                 self.write_timecmp(&mut st, hart, cmp);

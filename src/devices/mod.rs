@@ -6,10 +6,22 @@
 //! a bus error, which the guest sees as an access fault (QEMU's
 //! `MEMTX_DECODE_ERROR`).
 //!
-//! Every device takes `&self` and does its own locking (cloud-hypervisor's
-//! `BusDeviceSync`); whether the caller also holds the BQL is the BQL policy's
-//! choice, and [`MmioDevice::lockless`] says which devices may be reached
-//! without it (QEMU's `lockless_io` regions).
+//! Two kinds of device, as cloud-hypervisor's `vm-device` bus has them:
+//! - [`MmioDevice`] (its `BusDeviceSync`): takes `&self` and does its own
+//!   locking, so it is safe to reach from any thread at any time;
+//!   [`MmioDevice::lockless_at`] says which of its offsets may be reached
+//!   without the BQL under the `device` policy (QEMU's `lockless_io`
+//!   regions). The CLINT, the finisher, the ROM and the UART's scratch
+//!   register.
+//! - [`BusDevice`]: takes `&mut self` and has no lock of its own; the
+//!   machine maps it inside a [`BqlDevice`], whose lock *is* the BQL: every
+//!   access checks that the calling thread holds it. The PLIC.
+//!
+//! cloud-hypervisor's blanket impl wraps a `BusDevice` in a mutex of its
+//! own; here the wrapper's lock is the BQL, so a device that needs a lock
+//! around it is not locked twice (BQL and device mutex) on every access.
+//! Which lock is taken for an access is decided in one place,
+//! `Machine::mmio_read`/`mmio_write`, by the BQL policy.
 
 pub mod clint;
 pub mod finisher;
@@ -35,13 +47,79 @@ pub trait MmioDevice: Send + Sync {
     fn fetch(&self, _offset: u64) -> Option<u32> {
         None
     }
-    /// Whether the device does its own locking and may be reached without the
-    /// BQL under the `device` policy.
-    fn lockless(&self) -> bool {
+    /// Whether an access at `offset` may be made without the BQL under the
+    /// `device` policy (the device locks itself there).
+    fn lockless_at(&self, _offset: u64) -> bool {
         false
     }
     /// Return to the power-on state (machine reset).
     fn reset(&self) {}
+}
+
+/// A device without a lock of its own: reached only under the BQL, through
+/// a [`BqlDevice`].
+pub trait BusDevice: Send {
+    /// Read `size` (1, 2, 4 or 8) bytes at `offset`, little-endian.
+    fn read(&mut self, offset: u64, size: u64) -> Result<u64, BusError>;
+    /// Write the low `size` bytes of `value` at `offset`, little-endian.
+    fn write(&mut self, offset: u64, size: u64, value: u64) -> Result<(), BusError>;
+    /// Return to the power-on state (machine reset).
+    fn reset(&mut self) {}
+}
+
+/// A [`BusDevice`] whose lock is the BQL: [`BqlDevice::with`] gives `&mut`
+/// access to the device to a thread that holds the BQL, and panics for one
+/// that does not (a locking bug, never a guest error).
+pub struct BqlDevice<T> {
+    bql: std::sync::Arc<crate::bql::Bql>,
+    /// Set while a `with` call runs (a re-entrant call would alias).
+    busy: std::cell::Cell<bool>,
+    dev: std::cell::UnsafeCell<T>,
+}
+
+// SAFETY: `dev` and `busy` are touched only inside `with`, which first
+// checks that the calling thread holds `bql`, a mutex: so at most one thread
+// touches them at a time, and `busy` rules out a second `&mut` on that
+// thread. `T: Send` because the device moves between the threads that take
+// the BQL.
+unsafe impl<T: Send> Sync for BqlDevice<T> {}
+
+impl<T: BusDevice> BqlDevice<T> {
+    /// `dev`, protected by `bql`.
+    pub fn new(bql: std::sync::Arc<crate::bql::Bql>, dev: T) -> BqlDevice<T> {
+        BqlDevice {
+            bql,
+            busy: std::cell::Cell::new(false),
+            dev: std::cell::UnsafeCell::new(dev),
+        }
+    }
+
+    /// Run `f` on the device. The calling thread must hold the BQL.
+    #[track_caller]
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        assert!(
+            self.bql.held_here(),
+            "a BusDevice reached without the BQL (a locking bug)"
+        );
+        assert!(!self.busy.replace(true), "a BusDevice re-entered");
+        // SAFETY: see the `Sync` impl: this thread holds the BQL, and no
+        // other `&mut` to `dev` exists (`busy` was false).
+        let r = f(unsafe { &mut *self.dev.get() });
+        self.busy.set(false);
+        r
+    }
+}
+
+impl<T: BusDevice> MmioDevice for BqlDevice<T> {
+    fn read(&self, offset: u64, size: u64) -> Result<u64, BusError> {
+        self.with(|d| d.read(offset, size))
+    }
+    fn write(&self, offset: u64, size: u64, value: u64) -> Result<(), BusError> {
+        self.with(|d| d.write(offset, size, value))
+    }
+    fn reset(&self) {
+        self.with(|d| d.reset())
+    }
 }
 
 /// Check an access size against `[min, max]` (QEMU's `.valid` sizes).

@@ -9,12 +9,14 @@
 //! Sources are level-triggered: the pending bit follows the line. Claim
 //! returns the highest-priority pending, enabled, unclaimed source whose
 //! priority exceeds the context's threshold.
+//!
+//! Locking: none of its own. The PLIC is a [`BusDevice`]: its state is
+//! reached only with the BQL held (the machine maps it inside a
+//! [`super::BqlDevice`]), as QEMU's PLIC is, whatever the BQL policy.
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use super::{BusError, MmioDevice, check_size};
+use super::{BusDevice, BusError, check_size};
 use crate::cpu::{CpuShared, MIP_MEIP};
 
 /// Guest address of the PLIC.
@@ -43,7 +45,7 @@ struct State {
 /// The PLIC device.
 pub struct Plic {
     cpus: Vec<Arc<CpuShared>>,
-    state: Mutex<State>,
+    state: State,
 }
 
 impl Plic {
@@ -52,25 +54,25 @@ impl Plic {
         let ctxs = cpus.len() * 2;
         Plic {
             cpus,
-            state: Mutex::new(State {
+            state: State {
                 priority: [0; NUM_SOURCES],
                 pending: [0; WORDS],
                 claimed: [0; WORDS],
                 enable: vec![[0; WORDS]; ctxs],
                 threshold: vec![0; ctxs],
-            }),
+            },
         }
     }
 
     /// Drive interrupt source `irq` (1..96) to `level`.
-    pub fn set_irq(&self, irq: usize, level: bool) {
-        let mut st = self.state.lock();
+    pub fn set_irq(&mut self, irq: usize, level: bool) {
+        let st = &mut self.state;
         if level {
             st.pending[irq / 32] |= 1 << (irq % 32);
         } else {
             st.pending[irq / 32] &= !(1 << (irq % 32));
         }
-        self.update(&st);
+        Self::update(&self.cpus, st);
     }
 
     fn best(st: &State, ctx: usize) -> u32 {
@@ -92,18 +94,18 @@ impl Plic {
         max_irq
     }
 
-    fn update(&self, st: &State) {
-        for (hart, cpu) in self.cpus.iter().enumerate() {
+    fn update(cpus: &[Arc<CpuShared>], st: &State) {
+        for (hart, cpu) in cpus.iter().enumerate() {
             let level = Self::best(st, 2 * hart) != 0;
             cpu.set_irq(MIP_MEIP, level);
         }
     }
 }
 
-impl MmioDevice for Plic {
-    fn read(&self, offset: u64, size: u64) -> Result<u64, BusError> {
+impl BusDevice for Plic {
+    fn read(&mut self, offset: u64, size: u64) -> Result<u64, BusError> {
         check_size(size, 4, 4)?;
-        let mut st = self.state.lock();
+        let st = &mut self.state;
         let ctxs = st.threshold.len() as u64;
         let v = if offset < PENDING_BASE {
             st.priority
@@ -131,12 +133,12 @@ impl MmioDevice for Plic {
             } else if reg == 0 {
                 st.threshold[ctx as usize]
             } else if reg == 4 {
-                let irq = Self::best(&st, ctx as usize);
+                let irq = Self::best(st, ctx as usize);
                 if irq != 0 {
                     let i = irq as usize;
                     st.pending[i / 32] &= !(1 << (i % 32));
                     st.claimed[i / 32] |= 1 << (i % 32);
-                    self.update(&st);
+                    Self::update(&self.cpus, st);
                 }
                 irq
             } else {
@@ -146,10 +148,10 @@ impl MmioDevice for Plic {
         Ok(v as u64)
     }
 
-    fn write(&self, offset: u64, size: u64, value: u64) -> Result<(), BusError> {
+    fn write(&mut self, offset: u64, size: u64, value: u64) -> Result<(), BusError> {
         check_size(size, 4, 4)?;
         let value = value as u32;
-        let mut st = self.state.lock();
+        let st = &mut self.state;
         let ctxs = st.threshold.len() as u64;
         if offset < PENDING_BASE {
             let src = (offset >> 2) as usize;
@@ -176,18 +178,18 @@ impl MmioDevice for Plic {
                 }
             }
         }
-        self.update(&st);
+        Self::update(&self.cpus, st);
         Ok(())
     }
 
-    fn reset(&self) {
-        let mut st = self.state.lock();
+    fn reset(&mut self) {
+        let st = &mut self.state;
         st.priority = [0; NUM_SOURCES];
         st.pending = [0; WORDS];
         st.claimed = [0; WORDS];
         st.enable.iter_mut().for_each(|e| *e = [0; WORDS]);
         st.threshold.iter_mut().for_each(|t| *t = 0);
-        self.update(&st);
+        Self::update(&self.cpus, st);
     }
 }
 
@@ -200,7 +202,7 @@ mod tests {
     fn claim_complete_cycle_drives_meip() {
         let parker = Parker::new();
         let cpu = Arc::new(CpuShared::new(0, parker.unparker().clone()));
-        let plic = Plic::new(vec![cpu.clone()]);
+        let mut plic = Plic::new(vec![cpu.clone()]);
         plic.write(4 * 10, 4, 3).unwrap(); // priority of source 10
         plic.write(ENABLE_BASE, 4, 1 << 10).unwrap();
         plic.set_irq(10, true);

@@ -87,7 +87,8 @@ impl MmioDevice for Rom {
         self.read(offset, 4).ok().map(|v| v as u32)
     }
 
-    fn lockless(&self) -> bool {
+    /// Read-only: nothing to lock.
+    fn lockless_at(&self, _offset: u64) -> bool {
         true
     }
 }

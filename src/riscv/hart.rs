@@ -25,8 +25,6 @@
 //! (`--cpu rv64,c=off`) fetches must be 4-aligned, compressed halfwords are
 //! illegal, and jumps to targets with bit 1 set trap.
 
-use std::sync::Arc;
-
 use super::bitmanip;
 use super::cause;
 use super::csr::*;
@@ -138,15 +136,15 @@ pub struct PmuCounter {
 }
 
 /// A hart: its state, its TB cache, and the machine it runs in.
-pub struct Hart {
+pub struct Hart<'a> {
     /// Architectural state.
     pub st: CpuState,
     /// Translation blocks.
     pub tbc: TbCache,
     /// The cross-thread part (interrupt lines, kicks).
-    pub shared: Arc<CpuShared>,
+    pub shared: &'a CpuShared,
     /// The machine (RAM, bus, clocks).
-    pub m: Arc<Machine>,
+    pub m: &'a Machine,
     /// Instructions retired by this hart (QEMU icount rules).
     pub retired: u64,
     /// Instructions QEMU 7.2 counts without executing them (the tail of a
@@ -192,9 +190,9 @@ enum Step {
     Trap(u64, u64, bool),
 }
 
-impl Hart {
+impl<'a> Hart<'a> {
     /// A hart at power-on, starting at the reset ROM.
-    pub fn new(shared: Arc<CpuShared>, m: Arc<Machine>) -> Hart {
+    pub fn new(shared: &'a CpuShared, m: &'a Machine) -> Hart<'a> {
         let c = m.config.cpu.c;
         let ialign_mask = if c { 0 } else { 3 };
         let qemu72 = m.config.compat == Compat::Qemu7_2;
@@ -338,8 +336,8 @@ impl Hart {
         let mut left = limit;
         let mut prev: Option<(u32, usize)> = None;
         // Local handles: one pointer chase per TB fewer on the hot path.
-        let shared = self.shared.clone();
-        let machine = self.m.clone();
+        let shared = self.shared;
+        let machine = self.m;
         let ram = &machine.ram;
         loop {
             if shared.exit_requested() {
@@ -366,7 +364,7 @@ impl Hart {
             let idx = match found {
                 Some(i) => i,
                 None => {
-                    let m = self.m.clone();
+                    let m = self.m;
                     let r = self.tbc.lookup(pc, &mut |a| Hart::fetch16(&m, a));
                     match r {
                         Ok(i) => {
@@ -823,7 +821,7 @@ impl Hart {
     /// (for an exact VIRTUAL read under icount).
     fn mmio_load(&mut self, addr: u64, len: u64, extra: u64) -> Result<u64, ()> {
         self.sync_icount(extra);
-        let m = self.m.clone();
+        let m = self.m;
         if addr & (len - 1) == 0 {
             return m.mmio_read(addr, len).map_err(|_| ());
         }
@@ -845,7 +843,7 @@ impl Hart {
     /// Store through the bus (not RAM).
     fn mmio_store(&mut self, addr: u64, len: u64, val: u64, extra: u64) -> Result<(), ()> {
         self.sync_icount(extra);
-        let m = self.m.clone();
+        let m = self.m;
         if addr & (len - 1) == 0 {
             return m.mmio_write(addr, len, val).map_err(|_| ());
         }
@@ -868,7 +866,7 @@ impl Hart {
             }
         };
         let misaligned = addr & (width - 1) != 0;
-        let m = self.m.clone();
+        let m = self.m;
         match d.op {
             Op::Lr => {
                 if misaligned {
