@@ -365,7 +365,7 @@ impl<'a> Hart<'a> {
                 Some(i) => i,
                 None => {
                     let m = self.m;
-                    let r = self.tbc.lookup(pc, &mut |a| Hart::fetch16(&m, a));
+                    let r = self.tbc.lookup(pc, &mut |a| Hart::fetch16(m, a));
                     match r {
                         Ok(i) => {
                             if let Some((p, slot)) = prev {
@@ -431,7 +431,7 @@ impl<'a> Hart<'a> {
         // state we mutate in `st`.
         let insns = &insns[..n];
         let st = &mut self.st;
-        let m = &*self.m;
+        let m = self.m;
         let tb_len = tb.len as usize;
         let code_gen = self.tbc.code_gen;
         // Jump targets must be 4-aligned without C (IALIGN = 32); with C QEMU
