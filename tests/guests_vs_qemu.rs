@@ -1,169 +1,192 @@
 //! Whole-machine cross-check: each guest in `guests/` (built ELFs in
 //! `guests/build/`) must produce byte-identical UART output and the same exit
-//! status on vcpulab as on QEMU 7.2 (`-machine virt -bios none`).
+//! status on vcpulab (`--compat` of that QEMU) as on each QEMU
+//! (`tests/common/qemu.rs`: 10.0 and 7.2, `-machine virt -bios none`), with
+//! the hart named on both sides (`-cpu rv64,c=on,zba=on,zbb=on,zbs=on`, the
+//! default `rv64`, and `--cpu` with the same value).
 //!
 //! These guests are deterministic on plain QEMU (no `-icount`): they print no
-//! times, cycle counts or misa/mstatus values.  Skipped (loudly) when QEMU is
-//! not installed; see `common::qemu`.
+//! times, cycle counts or misa/mstatus values. Each test is named
+//! `GUEST::qemu_10_0` / `GUEST::qemu_7_2`.
+//!
+//! To add a guest: one line in `GUESTS` (and in `SMP_GUESTS` if it also runs
+//! with several harts) and its check function below.
 
 mod common;
 
-use common::{RunOut, guest, qemu, run_qemu, run_vcpulab};
+use common::asm::Isa;
+use common::qemu::{self, Qemu};
+use common::{describe, guest, run_vcpulab};
+use libtest_mimic::Trial;
 use std::time::Duration;
 
 const QEMU_LIMIT: Duration = Duration::from_secs(30);
 const VCPULAB_LIMIT: Duration = Duration::from_secs(60);
+/// The hart both sides run: QEMU's default `rv64`, named.
+const ISA: Isa = Isa::FULL;
 
-fn describe(who: &str, out: &RunOut) -> String {
-    format!(
-        "{who}: code={:?} timed_out={} stdout:\n{}\n{who} stderr:\n{}",
-        out.code,
-        out.timed_out,
-        out.text(),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+/// The guests, one per line: test name and check.
+const GUESTS: &[(&str, fn(&Qemu))] = &[
+    ("hello", hello),
+    ("trap_tour", trap_tour),
+    ("compute", compute),
+    ("mmio", mmio),
+    ("timer_irq", timer_irq),
+    ("wfi_wake", wfi_wake),
+    ("smc", smc),
+    ("exit_code", exit_code),
+    ("guests_with_several_harts", guests_with_several_harts),
+];
+
+/// The guests also compared at `-smp 2` and `-smp 3`, one per line.
+const SMP_GUESTS: &[&str] = &[
+    "hello",
+    "trap_tour",
+    "smc",
+    "timer_irq",
+    "wfi_wake",
+    "mmio",
+    "exit_code",
+];
 
 /// Run `name` with `params` on both and compare. Returns QEMU's stdout (for
-/// sanity checks on what the guest printed), or `None` when QEMU is absent.
-fn compare(name: &str, params: &[(usize, u64)]) -> Option<String> {
-    compare_with(name, params, &[], &[])
+/// sanity checks on what the guest printed).
+fn compare(q: &Qemu, name: &str, params: &[(usize, u64)]) -> String {
+    compare_with(q, name, params, &[], &[])
 }
 
 /// As [`compare`], with extra QEMU and vcpulab arguments.
 fn compare_with(
+    q: &Qemu,
     name: &str,
     params: &[(usize, u64)],
     qemu_extra: &[&str],
     extra: &[&str],
-) -> Option<String> {
-    let qemu = qemu()?;
+) -> String {
     let elf = guest(name);
     assert!(
         elf.is_file(),
         "missing guest ELF {} (run `make -C guests`)",
         elf.display()
     );
-    let q = run_qemu(&qemu, &elf, qemu_extra, params, QEMU_LIMIT);
+    let label = format!(
+        "{name} {params:?} {qemu_extra:?} on QEMU {} (-cpu {})",
+        q.version.label,
+        ISA.cpu()
+    );
+    let r = q.run(&elf, ISA, qemu_extra, params, QEMU_LIMIT);
     assert!(
-        !q.timed_out,
-        "QEMU timed out on {name} {params:?}\n{}",
-        describe("qemu", &q)
+        !r.timed_out,
+        "QEMU timed out on {label}\n{}",
+        describe("qemu", &r)
     );
     assert!(
-        !q.stdout.is_empty(),
-        "QEMU printed nothing for {name} {params:?}\n{}",
-        describe("qemu", &q)
+        !r.stdout.is_empty(),
+        "QEMU printed nothing for {label}\n{}",
+        describe("qemu", &r)
     );
-    let v = run_vcpulab(&elf, extra, params, VCPULAB_LIMIT);
+    let v = q.vcpulab(&elf, ISA, extra, params, VCPULAB_LIMIT);
     assert!(
         !v.timed_out,
-        "vcpulab timed out on {name} {params:?}\n{}\n{}",
+        "vcpulab timed out on {label}\n{}\n{}",
         describe("vcpulab", &v),
-        describe("qemu", &q)
+        describe("qemu", &r)
     );
     assert!(
-        q.stdout == v.stdout,
-        "UART output differs for {name} {params:?}\n--- qemu ---\n{}\n--- vcpulab ---\n{}\nvcpulab stderr:\n{}",
-        q.text(),
+        r.stdout == v.stdout,
+        "UART output differs for {label}\n--- qemu ---\n{}\n--- vcpulab ---\n{}\nvcpulab stderr:\n{}",
+        r.text(),
         v.text(),
         String::from_utf8_lossy(&v.stderr)
     );
     assert_eq!(
-        q.code,
+        r.code,
         v.code,
-        "exit status differs for {name} {params:?}\n{}\n{}",
-        describe("qemu", &q),
+        "exit status differs for {label}\n{}\n{}",
+        describe("qemu", &r),
         describe("vcpulab", &v)
     );
-    Some(q.text())
+    r.text()
 }
 
-#[test]
-fn hello() {
-    if let Some(out) = compare("hello", &[]) {
-        assert_eq!(out, "Hello from vcpulab guest\n");
-    }
+fn hello(q: &Qemu) {
+    assert_eq!(compare(q, "hello", &[]), "Hello from vcpulab guest\n");
 }
 
-#[test]
-fn trap_tour() {
-    if let Some(out) = compare("trap_tour", &[]) {
-        assert!(out.contains("ecall: mcause=0xb"), "{out}");
-        assert!(out.ends_with("trap_tour done\n"), "{out}");
-    }
+fn trap_tour(q: &Qemu) {
+    let out = compare(q, "trap_tour", &[]);
+    assert!(out.contains("ecall: mcause=0xb"), "{out}");
+    assert!(out.ends_with("trap_tour done\n"), "{out}");
 }
 
-#[test]
-fn compute() {
+fn compute(q: &Qemu) {
     for iters in [1u64, 1000, 100_000] {
-        if let Some(out) = compare("compute", &[(0, iters)]) {
-            assert!(
-                out.starts_with(&format!("compute iters={iters} checksum=0x")),
-                "{out}"
-            );
-        }
-    }
-}
-
-#[test]
-fn mmio() {
-    for iters in [1u64, 777, 20_000] {
-        if let Some(out) = compare("mmio", &[(0, iters)]) {
-            assert!(out.ends_with("mismatches=0\n"), "{out}");
-        }
-    }
-}
-
-#[test]
-fn timer_irq() {
-    // (iters, delay in mtime ticks); 0 = the guest's default
-    for (iters, delay) in [(0u64, 0u64), (1, 5000), (20, 1000), (3, 200_000)] {
-        let params = [(0, iters), (2, delay)];
-        let params: Vec<(usize, u64)> = params.into_iter().filter(|&(_, v)| v != 0).collect();
-        if let Some(out) = compare("timer_irq", &params) {
-            let n = if iters == 0 { 5 } else { iters };
-            assert!(
-                out.starts_with(&format!("timer interrupts: {n}\n")),
-                "{out}"
-            );
-        }
-    }
-}
-
-#[test]
-fn wfi_wake() {
-    for delay in [0u64, 50_000] {
-        let params: Vec<(usize, u64)> = if delay == 0 { vec![] } else { vec![(2, delay)] };
-        if let Some(out) = compare("wfi_wake", &params) {
-            assert!(out.starts_with("woke after wfi\n"), "{out}");
-            assert!(out.contains("msip interrupts: 1\n"), "{out}");
-        }
-    }
-}
-
-#[test]
-fn smc() {
-    if let Some(out) = compare("smc", &[]) {
+        let out = compare(q, "compute", &[(0, iters)]);
         assert!(
-            out.contains("after sw + fence.i smc_fn(10) = 12\n"),
+            out.starts_with(&format!("compute iters={iters} checksum=0x")),
             "{out}"
         );
     }
 }
 
-#[test]
-fn exit_code() {
-    if compare("exit_code", &[]).is_some() {
-        // compare() checked that both agree; also pin the value itself.
-        let v = run_vcpulab(&guest("exit_code"), &[], &[], VCPULAB_LIMIT);
-        assert_eq!(v.code, Some(3), "{}", describe("vcpulab", &v));
+fn mmio(q: &Qemu) {
+    for iters in [1u64, 777, 20_000] {
+        let out = compare(q, "mmio", &[(0, iters)]);
+        assert!(out.ends_with("mismatches=0\n"), "{out}");
+    }
+}
+
+fn timer_irq(q: &Qemu) {
+    // (iters, delay in mtime ticks); 0 = the guest's default
+    for (iters, delay) in [(0u64, 0u64), (1, 5000), (20, 1000), (3, 200_000)] {
+        let params = [(0, iters), (2, delay)];
+        let params: Vec<(usize, u64)> = params.into_iter().filter(|&(_, v)| v != 0).collect();
+        let out = compare(q, "timer_irq", &params);
+        let n = if iters == 0 { 5 } else { iters };
+        assert!(
+            out.starts_with(&format!("timer interrupts: {n}\n")),
+            "{out}"
+        );
+    }
+}
+
+fn wfi_wake(q: &Qemu) {
+    for delay in [0u64, 50_000] {
+        let params: Vec<(usize, u64)> = if delay == 0 { vec![] } else { vec![(2, delay)] };
+        let out = compare(q, "wfi_wake", &params);
+        assert!(out.starts_with("woke after wfi\n"), "{out}");
+        assert!(out.contains("msip interrupts: 1\n"), "{out}");
+    }
+}
+
+fn smc(q: &Qemu) {
+    let out = compare(q, "smc", &[]);
+    assert!(
+        out.contains("after sw + fence.i smc_fn(10) = 12\n"),
+        "{out}"
+    );
+}
+
+fn exit_code(q: &Qemu) {
+    compare(q, "exit_code", &[]);
+    // compare() checked that both agree; also pin the value itself.
+    let v = q.vcpulab(&guest("exit_code"), ISA, &[], &[], VCPULAB_LIMIT);
+    assert_eq!(v.code, Some(3), "{}", describe("vcpulab", &v));
+}
+
+/// With two and three harts (the guests park harts 1.. in `wfi`): the same
+/// bytes as QEMU `-smp N`, which runs its vCPUs in parallel (MTTCG) — and so
+/// reports a misaligned AMO as a store fault, cause 6, not 4 (trap_tour).
+fn guests_with_several_harts(q: &Qemu) {
+    for n in ["2", "3"] {
+        for name in SMP_GUESTS {
+            compare_with(q, name, &[], &["-smp", n], &["--smp", n]);
+        }
     }
 }
 
 /// `spin` never stops by itself: vcpulab's `--timeout 1` must end it with 124.
 /// (Needs no QEMU.)
-#[test]
 fn spin_times_out_with_124() {
     let v = run_vcpulab(
         &guest("spin"),
@@ -180,22 +203,13 @@ fn spin_times_out_with_124() {
     assert_eq!(v.text(), "spinning\n");
 }
 
-/// With two and three harts (the guests park harts 1.. in `wfi`): the same
-/// bytes as QEMU `-smp N`, which runs its vCPUs in parallel (MTTCG) — and so
-/// reports a misaligned AMO as a store fault, cause 6, not 4 (trap_tour).
-#[test]
-fn guests_with_several_harts() {
-    for n in ["2", "3"] {
-        for name in [
-            "hello",
-            "trap_tour",
-            "smc",
-            "timer_irq",
-            "wfi_wake",
-            "mmio",
-            "exit_code",
-        ] {
-            compare_with(name, &[], &["-smp", n], &["--smp", n]);
-        }
+fn main() {
+    let mut trials = vec![Trial::test("spin_times_out_with_124", || {
+        spin_times_out_with_124();
+        Ok(())
+    })];
+    for &(name, check) in GUESTS {
+        trials.extend(qemu::trials(name, check));
     }
+    qemu::main(trials, 2)
 }
