@@ -26,7 +26,7 @@ const VCPULAB_LIMIT: Duration = Duration::from_secs(60);
 const ISA: Isa = Isa::FULL;
 
 /// The guests, one per line: test name and check.
-const GUESTS: &[(&str, fn(&Qemu))] = &[
+const GUESTS: &[qemu::Check] = &[
     ("hello", hello),
     ("trap_tour", trap_tour),
     ("compute", compute),

@@ -21,7 +21,7 @@ const VCPULAB_LIMIT: Duration = Duration::from_secs(60);
 const ISA: Isa = Isa::FULL;
 
 /// The checks, one per line.
-const CHECKS: &[(&str, fn(&Qemu))] = &[
+const CHECKS: &[qemu::Check] = &[
     ("rdtime_delta", rdtime_delta),
     ("timer_landing", timer_landing),
     ("mtime_mmio", mtime_mmio),

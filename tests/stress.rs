@@ -28,7 +28,6 @@ const RUN_WATCHDOG: Duration = Duration::from_secs(30);
 /// The library test fails when the halter makes no progress for this long.
 const STALL_WATCHDOG: Duration = Duration::from_secs(10);
 
-
 /// Timing modes: name and extra command-line arguments.
 const PLAIN: (&str, &[&str]) = ("no icount", &[]);
 const ICOUNT: (&str, &[&str]) = (

@@ -471,7 +471,7 @@ pub fn compress(w: u32) -> Option<u16> {
         let u = imm as u32;
         (f3 << 13 | bits(u, 5, 5) << 12 | r << 7 | bits(u, 4, 0) << 2 | opq) as u16
     };
-    let c = match op {
+    match op {
         OP_IMM if f3 == 0 => {
             // addi
             if rd == 0 && rs1 == 0 && imm_i == 0 {
@@ -677,8 +677,7 @@ pub fn compress(w: u32) -> Option<u16> {
         }
         OP_SYSTEM if w == EBREAK => Some(0x9002),
         _ => None,
-    };
-    c
+    }
 }
 
 // ---------------------------------------------------------------------------

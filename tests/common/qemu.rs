@@ -63,6 +63,9 @@ pub static QEMU_7_2: Version = Version {
     tag: "qemu_7_2",
 };
 
+/// A named check to run against each QEMU (the entries of a test's list).
+pub type Check = (&'static str, fn(&Qemu));
+
 /// Both, the default first.
 pub static VERSIONS: [&Version; 2] = [&QEMU_10_0, &QEMU_7_2];
 

@@ -635,7 +635,7 @@ impl Gen {
         self.reserved = vec![lc, p];
         let trapping_ok = self.trap_loops < 6;
         let mut kind = self.rng.below(5);
-        if kind >= 2 && kind <= 3 && !trapping_ok {
+        if (2..=3).contains(&kind) && !trapping_ok {
             kind = 0;
         }
         let n: i64 = match kind {
