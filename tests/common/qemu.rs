@@ -133,7 +133,7 @@ impl Version {
         };
         let Some(bin) = find_in_path(&name) else {
             return Err(Unavailable::Broken(format!(
-                "QEMU {} not found: {from} is not an executable in PATH; {}",
+                "QEMU {} not found: {from}: no such executable (a bare name is looked up in PATH); {}",
                 self.label,
                 self.install_hint()
             )));
