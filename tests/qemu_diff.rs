@@ -21,7 +21,7 @@
 //!   difference. The test prints a loud note when it is set; CI never sets it.
 //!
 //! On a mismatch, the ELF, its listing and both outputs are written to
-//! `target/qemu_diff-failures/<qemu>/`, and the report names the first
+//! `target/qemu_diff-failures/<qemu>-<isa>/`, and the report names the first
 //! differing line, the body instructions that likely caused it, and the
 //! shortest prefix of the program that still differs.
 

@@ -35,7 +35,7 @@
 //!   listing there (to inspect what the generator makes).
 //!
 //! On a mismatch the ELF, its listing and both outputs go to
-//! `target/qemu_icount_diff-failures/<qemu>/`; the program is then shrunk
+//! `target/qemu_icount_diff-failures/<qemu>-<isa>/`; the program is then shrunk
 //! (shortest failing prefix of its units, then greedy removal of units).
 
 mod common;

@@ -1099,6 +1099,11 @@ impl Print {
         a.sw(T1, 0, T0);
         let hang = a.here();
         a.j(hang);
+        assert_eq!(
+            a.insns.last().map(|i| i.word),
+            Some(OP_JAL),
+            "the finisher store must be followed by a jump to itself"
+        );
     }
 
     /// "fail, exit code `code`" to the finisher (using `r1`, `r2`), then loop.
@@ -1272,6 +1277,25 @@ impl Isa {
             o(self.zbb),
             o(self.zbs)
         )
+    }
+
+    /// A short name for file names: `rv64ima`, or the extensions on (`c`, `zba_zbb_zbs`).
+    pub fn tag(&self) -> String {
+        let on: Vec<&str> = [
+            ("c", self.c),
+            ("zba", self.zba),
+            ("zbb", self.zbb),
+            ("zbs", self.zbs),
+        ]
+        .iter()
+        .filter(|e| e.1)
+        .map(|e| e.0)
+        .collect();
+        if on.is_empty() {
+            "rv64ima".into()
+        } else {
+            on.join("_")
+        }
     }
 
     /// Whether extension `ext` ("zba", "zbb", "zbs") is on.

@@ -419,9 +419,11 @@ pub fn run<F: Family>(fam: &F, qemu: &Qemu, test: &str) {
         fam,
         qemu,
         tmp: tmp.path(),
-        dir: target
-            .join(format!("{name}-failures"))
-            .join(qemu.version.tag),
+        dir: target.join(format!("{name}-failures")).join(format!(
+            "{}-{}",
+            qemu.version.tag,
+            fam.isa().tag()
+        )),
         test: test.to_string(),
     };
     let next = AtomicUsize::new(0);

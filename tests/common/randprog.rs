@@ -89,6 +89,8 @@ pub struct Program {
     pub insns: Vec<Insn>,
     /// Number of body units.
     pub units: usize,
+    /// The extensions it was generated for (`-cpu` / `--cpu` of both machines).
+    pub isa: Isa,
 }
 
 struct Gen {
@@ -1056,6 +1058,7 @@ impl Program {
             image,
             insns: a.insns,
             units,
+            isa: opts.isa,
         }
     }
 
@@ -1073,7 +1076,13 @@ impl Program {
     /// A listing of the code: address, word, disassembly, body unit.
     pub fn listing(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "# seed {:#018x}, {} body units", self.seed, self.units);
+        let _ = writeln!(
+            s,
+            "# seed {:#018x}, {} body units, -cpu {}",
+            self.seed,
+            self.units,
+            self.isa.cpu()
+        );
         for r in 1..=29 {
             let _ = writeln!(s, "# init x{r} = {:#018x}", self.init_reg(r));
         }

@@ -163,6 +163,8 @@ pub struct Program {
     pub kept: Vec<usize>,
     pub image: Vec<u8>,
     pub words: Vec<Insn>,
+    /// The extensions it was generated for (`-cpu` / `--cpu` of both machines).
+    pub isa: Isa,
 }
 
 /// Generator switches. Everything is on by default except writes to
@@ -1313,6 +1315,7 @@ impl Program {
             kept,
             image,
             words: a.insns,
+            isa: opts.isa,
         }
     }
 
@@ -1324,8 +1327,9 @@ impl Program {
     /// A listing of the code: address, word, disassembly, unit and notes.
     pub fn listing(&self) -> String {
         let mut s = format!(
-            "# seed {:#018x}, units {:?} of {}\n# {:?}\n",
+            "# seed {:#018x}, -cpu {}, units {:?} of {}\n# {:?}\n",
             self.seed,
+            self.isa.cpu(),
             self.kept.len(),
             self.shape.units,
             self.shape
