@@ -998,6 +998,7 @@ impl Program {
         // x30 = LOG + 0x800; saves x28/x29 in the log page.
         const X28: u8 = 28;
         const X29: u8 = 29;
+        a.align(4); // mtvec (direct mode) needs a 4-byte aligned handler
         a.bind(handler);
         a.la(TMP_REG, LOG + 0x800);
         a.sd(X28, -0x800 + 8, TMP_REG);
