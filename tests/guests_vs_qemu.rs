@@ -1,97 +1,90 @@
 //! Whole-machine cross-check: each guest in `guests/` (built ELFs in
-//! `guests/build/`, the C-built variants in `guests/build/c/`) must produce
-//! byte-identical UART output and the same exit status on vcpulab as on QEMU
-//! 7.2 (`-machine virt -bios none`; vcpulab `--compat qemu-7.2`) and, where
-//! `qemu-system-riscv64-10.0` is installed beside it, on QEMU 10.0 (vcpulab's
-//! default compatibility).
+//! `guests/build/`) must produce byte-identical UART output and the same exit
+//! status on vcpulab (`--compat` of that QEMU) as on each QEMU
+//! (`tests/common/qemu.rs`: 10.0 and 7.2, `-machine virt -bios none`), with
+//! the hart named on both sides (`-cpu rv64,c=on,zba=on,zbb=on,zbs=on`, the
+//! default `rv64`, and `--cpu` with the same value).
 //!
 //! These guests are deterministic on plain QEMU (no `-icount`): they print no
-//! times, cycle counts or misa/mstatus values.  Skipped (loudly) when QEMU is
-//! not installed; see `common::qemu`.
+//! times, cycle counts or misa/mstatus values. Each test is named
+//! `GUEST::qemu_10_0` / `GUEST::qemu_7_2`.
+//!
+//! To add a guest: one line in `GUESTS` (and in `SMP_GUESTS` if it also runs
+//! with several harts) and its check function below.
 
 mod common;
 
-use common::{RunOut, guest, qemu, run_qemu, run_vcpulab};
-use std::path::{Path, PathBuf};
+use common::asm::Isa;
+use common::qemu::{self, Qemu};
+use common::{describe, guest, run_vcpulab};
+use libtest_mimic::Trial;
 use std::time::Duration;
 
 const QEMU_LIMIT: Duration = Duration::from_secs(30);
 const VCPULAB_LIMIT: Duration = Duration::from_secs(60);
+/// The hart both sides run: QEMU's default `rv64`, named.
+const ISA: Isa = Isa::FULL;
 
-fn describe(who: &str, out: &RunOut) -> String {
-    format!(
-        "{who}: code={:?} timed_out={} stdout:\n{}\n{who} stderr:\n{}",
-        out.code,
-        out.timed_out,
-        out.text(),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+/// The guests, one per line: test name and check.
+const GUESTS: &[qemu::Check] = &[
+    ("hello", hello),
+    ("trap_tour", trap_tour),
+    ("compute", compute),
+    ("mmio", mmio),
+    ("timer_irq", timer_irq),
+    ("wfi_wake", wfi_wake),
+    ("smc", smc),
+    ("exit_code", exit_code),
+    ("guests_with_several_harts", guests_with_several_harts),
+    ("c_built_guests", c_built_guests),
+    ("rvc_tour", rvc_tour),
+    ("ialign_with_and_without_c", ialign_with_and_without_c),
+    (
+        "store_fault_in_a_self_looping_tb",
+        store_fault_in_a_self_looping_tb,
+    ),
+    ("wfi_tail_under_icount", wfi_tail_under_icount),
+    ("zb_all_extensions", zb_all_extensions),
+    ("zb_extensions_off", zb_extensions_off),
+    ("zb_decode_random_words", zb_decode_random_words),
+    ("csr_probe", csr_probe),
+    ("csr_probe_two_harts", csr_probe_two_harts),
+    ("smp_guests", smp_guests),
+];
+
+/// The guests also compared at `-smp 2` and `-smp 3`, one per line.
+const SMP_GUESTS: &[&str] = &[
+    "hello",
+    "trap_tour",
+    "smc",
+    "timer_irq",
+    "wfi_wake",
+    "mmio",
+    "exit_code",
+];
 
 /// Run `name` with `params` on both and compare. Returns QEMU's stdout (for
-/// sanity checks on what the guest printed), or `None` when QEMU is absent.
-fn compare(name: &str, params: &[(usize, u64)]) -> Option<String> {
-    compare_with(name, params, &[], &[])
+/// sanity checks on what the guest printed).
+fn compare(q: &Qemu, name: &str, params: &[(usize, u64)]) -> String {
+    compare_with(q, name, params, &[], &[])
 }
 
-/// QEMU 10.0 (`qemu-system-riscv64-10.0` on `PATH`), or `None` with a
-/// message when it is not installed (or QEMU 7.2 is not).
-fn qemu10() -> Option<PathBuf> {
-    qemu()?;
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("qemu-system-riscv64-10.0"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        eprintln!("SKIPPED: qemu-system-riscv64-10.0 not installed; QEMU 10.0 cross-check not run");
-    }
-    found
-}
-
-/// As [`compare`], with extra QEMU and vcpulab arguments: against QEMU 7.2
-/// (vcpulab with `--compat qemu-7.2`) and, if installed, QEMU 10.0 (vcpulab's
-/// default). Returns QEMU 7.2's output.
+/// As [`compare`], with extra QEMU and vcpulab arguments.
 fn compare_with(
+    q: &Qemu,
     name: &str,
     params: &[(usize, u64)],
     qemu_extra: &[&str],
     extra: &[&str],
-) -> Option<String> {
-    let out = compare72(name, params, qemu_extra, extra)?;
-    compare10(name, params, qemu_extra, extra);
-    Some(out)
+) -> String {
+    compare_isa(q, name, ISA, params, qemu_extra, extra)
 }
 
-/// Against QEMU 7.2 only (vcpulab `--compat qemu-7.2`).
-fn compare72(
+/// As [`compare_with`], on the hart `isa` (both sides).
+fn compare_isa(
+    q: &Qemu,
     name: &str,
-    params: &[(usize, u64)],
-    qemu_extra: &[&str],
-    extra: &[&str],
-) -> Option<String> {
-    let qemu = qemu()?;
-    let mut extra72 = vec!["--compat", "qemu-7.2"];
-    extra72.extend_from_slice(extra);
-    Some(compare_on(&qemu, name, params, qemu_extra, &extra72))
-}
-
-/// Against QEMU 10.0 only (vcpulab's default compatibility).
-fn compare10(
-    name: &str,
-    params: &[(usize, u64)],
-    qemu_extra: &[&str],
-    extra: &[&str],
-) -> Option<String> {
-    let qemu = qemu10()?;
-    Some(compare_on(&qemu, name, params, qemu_extra, extra))
-}
-
-/// Run `name` on the QEMU binary `qemu` and on vcpulab; assert that the UART
-/// output and exit status are the same. Returns QEMU's output.
-fn compare_on(
-    qemu: &Path,
-    name: &str,
+    isa: Isa,
     params: &[(usize, u64)],
     qemu_extra: &[&str],
     extra: &[&str],
@@ -102,127 +95,431 @@ fn compare_on(
         "missing guest ELF {} (run `make -C guests`)",
         elf.display()
     );
-    let q = run_qemu(qemu, &elf, qemu_extra, params, QEMU_LIMIT);
+    let label = format!(
+        "{name} {params:?} {qemu_extra:?} on QEMU {} (-cpu {})",
+        q.version.label,
+        isa.cpu()
+    );
+    let r = q.run(&elf, isa, qemu_extra, params, QEMU_LIMIT);
     assert!(
-        !q.timed_out,
-        "QEMU timed out on {name} {params:?}\n{}",
-        describe("qemu", &q)
+        !r.timed_out,
+        "QEMU timed out on {label}\n{}",
+        describe("qemu", &r)
     );
     assert!(
-        !q.stdout.is_empty(),
-        "QEMU printed nothing for {name} {params:?}\n{}",
-        describe("qemu", &q)
+        !r.stdout.is_empty(),
+        "QEMU printed nothing for {label}\n{}",
+        describe("qemu", &r)
     );
-    let v = run_vcpulab(&elf, extra, params, VCPULAB_LIMIT);
+    let v = q.vcpulab(&elf, isa, extra, params, VCPULAB_LIMIT);
     assert!(
         !v.timed_out,
-        "vcpulab timed out on {name} {params:?}\n{}\n{}",
+        "vcpulab timed out on {label}\n{}\n{}",
         describe("vcpulab", &v),
-        describe("qemu", &q)
+        describe("qemu", &r)
     );
     assert!(
-        q.stdout == v.stdout,
-        "UART output differs for {name} {params:?} ({}, vcpulab {extra:?})\n--- qemu ---\n{}\n--- vcpulab ---\n{}\nvcpulab stderr:\n{}",
-        qemu.display(),
-        q.text(),
+        r.stdout == v.stdout,
+        "UART output differs for {label}\n--- qemu ---\n{}\n--- vcpulab ---\n{}\nvcpulab stderr:\n{}",
+        r.text(),
         v.text(),
         String::from_utf8_lossy(&v.stderr)
     );
     assert_eq!(
-        q.code,
+        r.code,
         v.code,
-        "exit status differs for {name} {params:?}\n{}\n{}",
-        describe("qemu", &q),
+        "exit status differs for {label}\n{}\n{}",
+        describe("qemu", &r),
         describe("vcpulab", &v)
     );
-    q.text()
+    r.text()
 }
 
-#[test]
-fn hello() {
-    if let Some(out) = compare("hello", &[]) {
-        assert_eq!(out, "Hello from vcpulab guest\n");
-    }
+fn hello(q: &Qemu) {
+    assert_eq!(compare(q, "hello", &[]), "Hello from vcpulab guest\n");
 }
 
-#[test]
-fn trap_tour() {
-    if let Some(out) = compare("trap_tour", &[]) {
-        assert!(out.contains("ecall: mcause=0xb"), "{out}");
-        assert!(out.ends_with("trap_tour done\n"), "{out}");
-    }
+fn trap_tour(q: &Qemu) {
+    let out = compare(q, "trap_tour", &[]);
+    assert!(out.contains("ecall: mcause=0xb"), "{out}");
+    assert!(out.ends_with("trap_tour done\n"), "{out}");
 }
 
-#[test]
-fn compute() {
+fn compute(q: &Qemu) {
     for iters in [1u64, 1000, 100_000] {
-        if let Some(out) = compare("compute", &[(0, iters)]) {
-            assert!(
-                out.starts_with(&format!("compute iters={iters} checksum=0x")),
-                "{out}"
-            );
-        }
-    }
-}
-
-#[test]
-fn mmio() {
-    for iters in [1u64, 777, 20_000] {
-        if let Some(out) = compare("mmio", &[(0, iters)]) {
-            assert!(out.ends_with("mismatches=0\n"), "{out}");
-        }
-    }
-}
-
-#[test]
-fn timer_irq() {
-    // (iters, delay in mtime ticks); 0 = the guest's default
-    for (iters, delay) in [(0u64, 0u64), (1, 5000), (20, 1000), (3, 200_000)] {
-        let params = [(0, iters), (2, delay)];
-        let params: Vec<(usize, u64)> = params.into_iter().filter(|&(_, v)| v != 0).collect();
-        if let Some(out) = compare("timer_irq", &params) {
-            let n = if iters == 0 { 5 } else { iters };
-            assert!(
-                out.starts_with(&format!("timer interrupts: {n}\n")),
-                "{out}"
-            );
-        }
-    }
-}
-
-#[test]
-fn wfi_wake() {
-    for delay in [0u64, 50_000] {
-        let params: Vec<(usize, u64)> = if delay == 0 { vec![] } else { vec![(2, delay)] };
-        if let Some(out) = compare("wfi_wake", &params) {
-            assert!(out.starts_with("woke after wfi\n"), "{out}");
-            assert!(out.contains("msip interrupts: 1\n"), "{out}");
-        }
-    }
-}
-
-#[test]
-fn smc() {
-    if let Some(out) = compare("smc", &[]) {
+        let out = compare(q, "compute", &[(0, iters)]);
         assert!(
-            out.contains("after sw + fence.i smc_fn(10) = 12\n"),
+            out.starts_with(&format!("compute iters={iters} checksum=0x")),
             "{out}"
         );
     }
 }
 
-#[test]
-fn exit_code() {
-    if compare("exit_code", &[]).is_some() {
-        // compare() checked that both agree; also pin the value itself.
-        let v = run_vcpulab(&guest("exit_code"), &[], &[], VCPULAB_LIMIT);
-        assert_eq!(v.code, Some(3), "{}", describe("vcpulab", &v));
+fn mmio(q: &Qemu) {
+    for iters in [1u64, 777, 20_000] {
+        let out = compare(q, "mmio", &[(0, iters)]);
+        assert!(out.ends_with("mismatches=0\n"), "{out}");
     }
+}
+
+fn timer_irq(q: &Qemu) {
+    // (iters, delay in mtime ticks); 0 = the guest's default
+    for (iters, delay) in [(0u64, 0u64), (1, 5000), (20, 1000), (3, 200_000)] {
+        let params = [(0, iters), (2, delay)];
+        let params: Vec<(usize, u64)> = params.into_iter().filter(|&(_, v)| v != 0).collect();
+        let out = compare(q, "timer_irq", &params);
+        let n = if iters == 0 { 5 } else { iters };
+        assert!(
+            out.starts_with(&format!("timer interrupts: {n}\n")),
+            "{out}"
+        );
+    }
+}
+
+fn wfi_wake(q: &Qemu) {
+    for delay in [0u64, 50_000] {
+        let params: Vec<(usize, u64)> = if delay == 0 { vec![] } else { vec![(2, delay)] };
+        let out = compare(q, "wfi_wake", &params);
+        assert!(out.starts_with("woke after wfi\n"), "{out}");
+        assert!(out.contains("msip interrupts: 1\n"), "{out}");
+    }
+}
+
+fn smc(q: &Qemu) {
+    let out = compare(q, "smc", &[]);
+    assert!(
+        out.contains("after sw + fence.i smc_fn(10) = 12\n"),
+        "{out}"
+    );
+}
+
+fn exit_code(q: &Qemu) {
+    compare(q, "exit_code", &[]);
+    // compare() checked that both agree; also pin the value itself.
+    let v = q.vcpulab(&guest("exit_code"), ISA, &[], &[], VCPULAB_LIMIT);
+    assert_eq!(v.code, Some(3), "{}", describe("vcpulab", &v));
+}
+
+/// With two and three harts (the guests park harts 1.. in `wfi`): the same
+/// bytes as QEMU `-smp N`, which runs its vCPUs in parallel (MTTCG) — and so
+/// reports a misaligned AMO as a store fault, cause 6, not 4 (trap_tour).
+fn guests_with_several_harts(q: &Qemu) {
+    for n in ["2", "3"] {
+        for name in SMP_GUESTS {
+            compare_with(q, name, &[], &["-smp", n], &["--smp", n]);
+        }
+    }
+}
+
+/// Whether `q` is QEMU 7.2 (where the versions differ, the tests say so).
+fn is_7_2(q: &Qemu) -> bool {
+    std::ptr::eq(q.version, &qemu::QEMU_7_2)
+}
+
+/// The guests built with the C extension (`guests/build/c/`, `-march=rv64imac`):
+/// compressed code throughout, the same output as QEMU's.
+fn c_built_guests(q: &Qemu) {
+    for name in [
+        "c/hello",
+        "c/trap_tour",
+        "c/mmio",
+        "c/timer_irq",
+        "c/wfi_wake",
+        "c/smc",
+        "c/exit_code",
+        "c/ialign",
+        "c/zb",
+        "c/csr_probe",
+    ] {
+        compare(q, name, &[]);
+    }
+    // The same checksum as the uncompressed build.
+    let out = compare(q, "c/compute", &[(0, 100_000)]);
+    assert_eq!(out, compare(q, "compute", &[(0, 100_000)]));
+    for n in ["2", "3"] {
+        for name in ["c/hello", "c/trap_tour", "c/smc", "c/wfi_wake"] {
+            compare_with(q, name, &[], &["-smp", n], &["--smp", n]);
+        }
+    }
+}
+
+/// Every compressed instruction, the reserved encodings, 2-aligned targets,
+/// line- and page-crossing instructions, mepc with bit 1. QEMU 7.2 aborts on
+/// a 32-bit instruction that crosses the end of RAM (slot 3 = 1 skips that
+/// probe); QEMU 10.0 raises an instruction access fault at its second half.
+fn rvc_tour(q: &Qemu) {
+    let params: &[(usize, u64)] = if is_7_2(q) { &[(3, 1)] } else { &[] };
+    let out = compare(q, "rvc_tour", params);
+    assert!(
+        out.contains("c.jr x0: mcause=0x2 mtval=0x8002 mepc=probe+0\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("all-zero halfword: mcause=0x2 mtval=0x0"),
+        "{out}"
+    );
+    assert!(out.contains("mret to pc%4==2: 7\n"), "{out}");
+    assert!(out.contains("mret to an odd mepc: 9\n"), "{out}");
+    assert!(out.ends_with("rvc_tour done\n"), "{out}");
+    if is_7_2(q) {
+        assert!(
+            out.contains("c.ebreak: mcause=0x3 mtval=0x0 mepc=probe+0\n"),
+            "{out}"
+        );
+    } else {
+        assert!(
+            out.contains("c.ebreak: mcause=0x3 mtval=probe+0 mepc=probe+0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "32-bit insn across the end of RAM: mcause=0x1 mtval=probe+2 mepc=probe+0\n"
+            ),
+            "{out}"
+        );
+    }
+    for shift in ["0", "4"] {
+        let ic = format!("shift={shift},sleep=off");
+        compare_with(q, "rvc_tour", params, &["-icount", &ic], &["--icount", &ic]);
+    }
+}
+
+/// IALIGN: with C (the default hart) 2-aligned targets run; with C off they
+/// trap with cause 0 and compressed halfwords are illegal (mtval = the
+/// halfword). mtval of a misaligned jal/branch differs between QEMU 7.2 (the
+/// jump's pc) and 10.0 (the target).
+fn ialign_with_and_without_c(q: &Qemu) {
+    for name in ["ialign", "c/ialign"] {
+        let out = compare(q, name, &[]);
+        assert!(out.contains("misa.C = 1\n"), "{out}");
+        assert!(out.contains("jal to pc%4==2: a0=11 no trap\n"), "{out}");
+    }
+    let no_c = Isa { c: false, ..ISA };
+    let out = compare_isa(q, "ialign", no_c, &[], &[], &[]);
+    assert!(out.contains("misa.C = 0\n"), "{out}");
+    if is_7_2(q) {
+        assert!(
+            out.contains("jal to pc%4==2: a0=10 mcause=0x0 mtval=probe+0 mepc=probe+0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("compressed halfwords: a0=10 mcause=0x2 mtval=0x505"),
+            "{out}"
+        );
+    } else {
+        assert!(
+            out.contains("jal to pc%4==2: a0=10 mcause=0x0 mtval=probe+126"),
+            "{out}"
+        );
+    }
+    // The other guests, built without C, behave the same with C off.
+    for name in [
+        "hello",
+        "trap_tour",
+        "smc",
+        "timer_irq",
+        "mmio",
+        "exit_code",
+    ] {
+        compare_isa(q, name, no_c, &[], &[], &[]);
+    }
+}
+
+/// A store access fault in a TB that loops on itself: minstret (under
+/// `-icount shift=0`, instructions) counts every earlier pass.
+fn store_fault_in_a_self_looping_tb(q: &Qemu) {
+    let ic = ["-icount", "shift=0,sleep=off"];
+    let vic = ["--icount", "shift=0,sleep=off"];
+    for passes in [1u64, 100, 1000] {
+        for name in ["store_fault_loop", "c/store_fault_loop"] {
+            let out = compare_with(q, name, &[(0, passes)], &ic, &vic);
+            assert!(
+                out.contains("mcause = 0x7\nmtval = 0x88000000\ntraps = 1\n"),
+                "{out}"
+            );
+        }
+    }
+    let out = compare_with(q, "store_fault_loop", &[], &ic, &vic);
+    assert!(out.ends_with("minstret delta = 344\n"), "{out}");
+}
+
+/// The instructions after a wfi that QEMU counts twice under icount: capped
+/// by the TB size limit; the same on QEMU 7.2 and 10.0.
+fn wfi_tail_under_icount(q: &Qemu) {
+    for shift in ["0", "3", "7"] {
+        let ic = format!("shift={shift},sleep=off");
+        for name in [
+            "wfi_tail",
+            "c/wfi_tail",
+            "c/wfi_wake",
+            "c/wfi_sleep",
+            "c/timer_landing",
+        ] {
+            compare_with(q, name, &[], &["-icount", &ic], &["--icount", &ic]);
+        }
+    }
+}
+
+/// Every Zba/Zbb/Zbs instruction over edge values, and the encodings next to
+/// them that QEMU rejects, with all three extensions on.
+fn zb_all_extensions(q: &Qemu) {
+    let out = compare(q, "zb", &[]);
+    assert!(out.ends_with("zb done\n"), "{out}");
+    assert!(!out.contains('!'), "a Zb* instruction trapped");
+    assert!(
+        out.contains("rev8 a=0x123456789abcdef: 0xefcdab8967452301\n"),
+        "{out}"
+    );
+    // The encodings QEMU rejects trap with cause 2 and the word in mtval.
+    assert!(
+        out.contains("illegal zext_h_rv32: mcause=0x2 mtval=0x805c533 mepc=probe+0\n"),
+        "{out}"
+    );
+    // QEMU 7.2's ctzw counts over 64 bits (see bitmanip::exec).
+    let ctzw = if is_7_2(q) {
+        "ctzw a=0x8000000000000000: 0x3f\n"
+    } else {
+        "ctzw a=0x8000000000000000: 0x20\n"
+    };
+    assert!(out.contains(ctzw), "{out}");
+}
+
+/// Each extension switched off, and all three: its instructions raise an
+/// illegal instruction exception with the word in mtval; the others run.
+fn zb_extensions_off(q: &Qemu) {
+    for (isa, off_insn) in [
+        (Isa { zba: false, ..ISA }, "sh1add a=0x0:"),
+        (Isa { zbb: false, ..ISA }, "andn a=0x0:"),
+        (Isa { zbs: false, ..ISA }, "bset a=0x0:"),
+        (
+            Isa {
+                zba: false,
+                zbb: false,
+                zbs: false,
+                ..ISA
+            },
+            "rev8 a=0x0:",
+        ),
+    ] {
+        let out = compare_isa(q, "zb", isa, &[], &[], &[]);
+        let line = out.lines().find(|l| l.starts_with(off_insn)).unwrap();
+        assert!(line.contains(" !c=0x2,tval=0x"), "{}: {line}", isa.cpu());
+        assert!(out.ends_with("zb done\n"), "{out}");
+    }
+}
+
+/// 30 000 pseudo-random words of the OP, OP-IMM, OP-32 and OP-IMM-32 opcodes
+/// (biased towards the Zb* encodings and their neighbours): the same words
+/// are illegal, and the others compute the same results, with every
+/// extension on and with each one off.
+fn zb_decode_random_words(q: &Qemu) {
+    for isa in [
+        ISA,
+        Isa { zba: false, ..ISA },
+        Isa { zbb: false, ..ISA },
+        Isa { zbs: false, ..ISA },
+    ] {
+        let out = compare_isa(q, "zb_decode", isa, &[], &[], &[]);
+        let last = out.lines().last().unwrap_or("");
+        assert!(last.starts_with("words 30000 illegal "), "{last}");
+        assert!(!out.contains("unexpected trap"), "{out}");
+    }
+}
+
+/// The CSR/AMO-level probe (machine-information CSRs, mie, mcounteren,
+/// mcountinhibit, counters, AMO/LR/SC faults): without icount (counters only
+/// checked to move), and under `-icount shift=N,sleep=off` with absolute
+/// counter values.
+fn csr_probe(q: &Qemu) {
+    let out = compare(q, "csr_probe", &[]);
+    assert!(out.ends_with("csr_probe done\n"), "{out}");
+    let (archid, amo) = if is_7_2(q) {
+        ("marchid = 0x70216\n", "mcause=0x5")
+    } else {
+        ("marchid = 0x0\n", "mcause=0x7")
+    };
+    assert!(out.contains(archid), "{out}");
+    assert!(
+        out.contains(&format!("amoadd.d 0x90000000: {amo} mtval=0x90000000")),
+        "{out}"
+    );
+    for shift in ["0", "1", "3", "7", "10"] {
+        let icount = format!("shift={shift},sleep=off");
+        let out = compare_with(
+            q,
+            "csr_probe",
+            &[(0, 1)],
+            &["-icount", &icount],
+            &["--icount", &icount],
+        );
+        let hex = |prefix: &str| {
+            let line = out.lines().find(|l| l.starts_with(prefix)).unwrap();
+            u64::from_str_radix(&line.split(' ').nth(1).unwrap()[2..], 16).unwrap()
+        };
+        // QEMU 10.0 counts instructions, 7.2 reads the icount clock.
+        let (first, c0) = (hex("instret "), hex("cycle "));
+        if is_7_2(q) {
+            assert!(first > c0, "instret {first:#x} / cycle {c0:#x}");
+        } else {
+            assert!(
+                shift == "0" || first < c0,
+                "shift={shift}: instret {first:#x} / cycle {c0:#x}"
+            );
+        }
+    }
+}
+
+/// The probe with two harts (QEMU runs them in parallel, MTTCG): misaligned
+/// AMOs are store faults (cause 6) on both versions.
+fn csr_probe_two_harts(q: &Qemu) {
+    let out = compare_with(q, "csr_probe", &[], &["-smp", "2"], &["--smp", "2"]);
+    assert!(
+        out.contains("amoadd.w cell+2: mcause=0x6 mtval=cell+2"),
+        "{out}"
+    );
+}
+
+/// The SMP guests (`guests/README.md`): every hart busy, the same bytes as
+/// QEMU's MTTCG at -smp 1, 2 and 4, except the racy counter's `racy:` line,
+/// whose value depends on the interleaving; on vcpulab under every BQL
+/// policy.
+fn smp_guests(q: &Qemu) {
+    for n in ["1", "2", "4"] {
+        for policy in ["mmio", "device", "always"] {
+            let smp = ["--smp", n, "--bql", policy];
+            let qsmp = ["-smp", n];
+            compare_with(q, "smp_compute", &[(0, 20_000)], &qsmp, &smp);
+            for target in 0..4u64 {
+                compare_with(q, "smp_mmio_storm", &[(0, 5_000), (4, target)], &qsmp, &smp);
+            }
+            compare_with(q, "smp_ipi_pingpong", &[(0, 200)], &qsmp, &smp);
+            for mode in 0..3u64 {
+                let out = compare_with(q, "smp_spinlock", &[(0, 5_000), (4, mode)], &qsmp, &smp);
+                assert!(out.contains(" ok\n"), "{out}");
+            }
+        }
+    }
+    // The racy counter: every line but `racy:` is the same.
+    let elf = guest("smp_racy_counter");
+    let strip = |t: String| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with("racy:"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let r = q.run(&elf, ISA, &["-smp", "2"], &[(0, 20_000)], QEMU_LIMIT);
+    let v = q.vcpulab(&elf, ISA, &["--smp", "2"], &[(0, 20_000)], VCPULAB_LIMIT);
+    assert_eq!(
+        strip(r.text()),
+        strip(v.text()),
+        "{}",
+        describe("vcpulab", &v)
+    );
+    assert_eq!(r.code, v.code);
 }
 
 /// `spin` never stops by itself: vcpulab's `--timeout 1` must end it with 124.
 /// (Needs no QEMU.)
-#[test]
 fn spin_times_out_with_124() {
     let v = run_vcpulab(
         &guest("spin"),
@@ -239,371 +536,13 @@ fn spin_times_out_with_124() {
     assert_eq!(v.text(), "spinning\n");
 }
 
-/// With two and three harts (the guests park harts 1.. in `wfi`): the same
-/// bytes as QEMU `-smp N`, which runs its vCPUs in parallel (MTTCG) — and so
-/// reports a misaligned AMO as a store fault, cause 6, not 4 (trap_tour).
-#[test]
-fn guests_with_several_harts() {
-    for n in ["2", "3"] {
-        for name in [
-            "hello",
-            "trap_tour",
-            "smc",
-            "timer_irq",
-            "wfi_wake",
-            "mmio",
-            "exit_code",
-        ] {
-            compare_with(name, &[], &["-smp", n], &["--smp", n]);
-        }
+fn main() {
+    let mut trials = vec![Trial::test("spin_times_out_with_124", || {
+        spin_times_out_with_124();
+        Ok(())
+    })];
+    for &(name, check) in GUESTS {
+        trials.extend(qemu::trials(name, check));
     }
-}
-
-/// The guests built with the C extension (`guests/build/c/`, `-march=rv64imac`):
-/// compressed code throughout, the same output as QEMU's.
-#[test]
-fn c_built_guests() {
-    for name in [
-        "c/hello",
-        "c/trap_tour",
-        "c/mmio",
-        "c/timer_irq",
-        "c/wfi_wake",
-        "c/smc",
-        "c/exit_code",
-        "c/ialign",
-    ] {
-        compare(name, &[]);
-    }
-    if let Some(out) = compare("c/compute", &[(0, 100_000)]) {
-        // The same checksum as the uncompressed build.
-        let plain = compare("compute", &[(0, 100_000)]).unwrap();
-        assert_eq!(out, plain);
-    }
-    for n in ["2", "3"] {
-        for name in ["c/hello", "c/trap_tour", "c/smc", "c/wfi_wake"] {
-            compare_with(name, &[], &["-smp", n], &["--smp", n]);
-        }
-    }
-}
-
-/// Every compressed instruction, the reserved encodings, 2-aligned targets,
-/// line- and page-crossing instructions, mepc with bit 1. QEMU 7.2 aborts on
-/// a 32-bit instruction that crosses the end of RAM (slot 3 = 1 skips that
-/// probe); QEMU 10.0 raises an instruction access fault at its second half.
-#[test]
-fn rvc_tour() {
-    if let Some(out) = compare72("rvc_tour", &[(3, 1)], &[], &[]) {
-        assert!(
-            out.contains("c.jr x0: mcause=0x2 mtval=0x8002 mepc=probe+0\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("c.ebreak: mcause=0x3 mtval=0x0 mepc=probe+0\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("all-zero halfword: mcause=0x2 mtval=0x0"),
-            "{out}"
-        );
-        assert!(out.contains("mret to pc%4==2: 7\n"), "{out}");
-        assert!(out.contains("mret to an odd mepc: 9\n"), "{out}");
-        assert!(out.ends_with("rvc_tour done\n"), "{out}");
-    }
-    if let Some(out) = compare10("rvc_tour", &[], &[], &[]) {
-        assert!(
-            out.contains("c.ebreak: mcause=0x3 mtval=probe+0 mepc=probe+0\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains(
-                "32-bit insn across the end of RAM: mcause=0x1 mtval=probe+2 mepc=probe+0\n"
-            ),
-            "{out}"
-        );
-        assert!(out.ends_with("rvc_tour done\n"), "{out}");
-    }
-    for shift in ["0", "4"] {
-        let ic = format!("shift={shift},sleep=off");
-        compare72("rvc_tour", &[(3, 1)], &["-icount", &ic], &["--icount", &ic]);
-        compare10("rvc_tour", &[], &["-icount", &ic], &["--icount", &ic]);
-    }
-}
-
-/// IALIGN: with C (the default CPU) 2-aligned targets run; with C off (QEMU
-/// `-cpu rv64,c=false`, vcpulab `--cpu rv64,c=off`) they trap with cause 0
-/// and compressed halfwords are illegal (mtval = the halfword). mtval of a
-/// misaligned jal/branch differs between QEMU 7.2 (the jump's pc) and 10.0
-/// (the target).
-#[test]
-fn ialign_with_and_without_c() {
-    for name in ["ialign", "c/ialign"] {
-        if let Some(out) = compare(name, &[]) {
-            assert!(out.contains("misa.C = 1\n"), "{out}");
-            assert!(out.contains("jal to pc%4==2: a0=11 no trap\n"), "{out}");
-        }
-    }
-    let off = ["--cpu", "rv64,c=off"];
-    let qoff = ["-cpu", "rv64,c=false"];
-    if let Some(out) = compare72("ialign", &[], &qoff, &off) {
-        assert!(out.contains("misa.C = 0\n"), "{out}");
-        assert!(
-            out.contains("jal to pc%4==2: a0=10 mcause=0x0 mtval=probe+0 mepc=probe+0\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("compressed halfwords: a0=10 mcause=0x2 mtval=0x505"),
-            "{out}"
-        );
-    }
-    if let Some(out) = compare10("ialign", &[], &qoff, &off) {
-        assert!(
-            out.contains("jal to pc%4==2: a0=10 mcause=0x0 mtval=probe+126"),
-            "{out}"
-        );
-    }
-    // The other guests, built without C, behave the same with C off.
-    for name in [
-        "hello",
-        "trap_tour",
-        "smc",
-        "timer_irq",
-        "mmio",
-        "exit_code",
-    ] {
-        compare_with(name, &[], &qoff, &off);
-    }
-}
-
-/// A store access fault in a TB that loops on itself: minstret (under
-/// `-icount shift=0`, instructions) counts every earlier pass.
-#[test]
-fn store_fault_in_a_self_looping_tb() {
-    let ic = ["-icount", "shift=0,sleep=off"];
-    let vic = ["--icount", "shift=0,sleep=off"];
-    for passes in [1u64, 100, 1000] {
-        for name in ["store_fault_loop", "c/store_fault_loop"] {
-            if let Some(out) = compare_with(name, &[(0, passes)], &ic, &vic) {
-                assert!(
-                    out.contains("mcause = 0x7\nmtval = 0x88000000\ntraps = 1\n"),
-                    "{out}"
-                );
-            }
-        }
-    }
-    if let Some(out) = compare72("store_fault_loop", &[], &ic, &vic) {
-        assert!(out.ends_with("minstret delta = 344\n"), "{out}");
-    }
-}
-
-/// The instructions after a wfi that QEMU counts twice under icount: capped
-/// by the TB size limit; the same on QEMU 7.2 and 10.0.
-#[test]
-fn wfi_tail_under_icount() {
-    for shift in ["0", "3", "7"] {
-        let ic = format!("shift={shift},sleep=off");
-        for name in [
-            "wfi_tail",
-            "c/wfi_tail",
-            "c/wfi_wake",
-            "c/wfi_sleep",
-            "c/timer_landing",
-        ] {
-            compare_with(name, &[], &["-icount", &ic], &["--icount", &ic]);
-        }
-    }
-}
-
-/// Which QEMU a cross-check runs against, and the `--compat` that matches it.
-#[derive(Clone, Copy, Debug)]
-enum Reference {
-    /// `qemu-system-riscv64` (7.2), compared with `--compat qemu-7.2`.
-    Qemu7_2,
-    /// `qemu-system-riscv64-10.0`, compared with the default compat.
-    Qemu10_0,
-}
-
-/// Run `name` on the `reference` QEMU with `qemu_extra` and on vcpulab with
-/// `extra` (plus `--compat qemu-7.2` for QEMU 7.2) and require the same UART
-/// bytes and exit status. Returns QEMU's stdout, or `None` when that QEMU is
-/// absent.
-fn compare_ref(
-    reference: Reference,
-    name: &str,
-    params: &[(usize, u64)],
-    qemu_extra: &[&str],
-    extra: &[&str],
-) -> Option<String> {
-    match reference {
-        Reference::Qemu7_2 => compare72(name, params, qemu_extra, extra),
-        Reference::Qemu10_0 => compare10(name, params, qemu_extra, extra),
-    }
-}
-
-/// Every Zba/Zbb/Zbs instruction over edge values, and the encodings next to
-/// them that QEMU rejects, against both QEMUs with the default `-cpu rv64`
-/// (all three extensions on).
-#[test]
-fn zb_all_extensions() {
-    for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
-        if let Some(out) = compare_ref(r, "zb", &[], &["-cpu", "rv64"], &["--cpu", "rv64"]) {
-            assert!(out.ends_with("zb done\n"), "{out}");
-            assert!(!out.contains('!'), "a Zb* instruction trapped on {r:?}");
-            assert!(
-                out.contains("rev8 a=0x123456789abcdef: 0xefcdab8967452301\n"),
-                "{out}"
-            );
-            // The encodings QEMU rejects trap with cause 2 and the word in mtval.
-            assert!(
-                out.contains("illegal zext_h_rv32: mcause=0x2 mtval=0x805c533 mepc=probe+0\n"),
-                "{out}"
-            );
-            // QEMU 7.2's ctzw counts over 64 bits (see bitmanip::exec).
-            let ctzw = match r {
-                Reference::Qemu7_2 => "ctzw a=0x8000000000000000: 0x3f\n",
-                Reference::Qemu10_0 => "ctzw a=0x8000000000000000: 0x20\n",
-            };
-            assert!(out.contains(ctzw), "{out}");
-        }
-    }
-}
-
-/// Each extension switched off (`-cpu rv64,zba=false` on QEMU, `--cpu
-/// rv64,zba=off` here), and all three: its instructions raise an illegal
-/// instruction exception with the word in mtval; the others still run.
-#[test]
-fn zb_extensions_off() {
-    for (qcpu, vcpu, off_insn) in [
-        ("rv64,zba=false", "rv64,zba=off", "sh1add a=0x0:"),
-        ("rv64,zbb=false", "rv64,zbb=off", "andn a=0x0:"),
-        ("rv64,zbs=false", "rv64,zbs=off", "bset a=0x0:"),
-        (
-            "rv64,zba=false,zbb=false,zbs=false",
-            "rv64,zba=off,zbb=off,zbs=off",
-            "rev8 a=0x0:",
-        ),
-    ] {
-        for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
-            if let Some(out) = compare_ref(r, "zb", &[], &["-cpu", qcpu], &["--cpu", vcpu]) {
-                let line = out.lines().find(|l| l.starts_with(off_insn)).unwrap();
-                assert!(line.contains(" !c=0x2,tval=0x"), "{qcpu}: {line}");
-                assert!(out.ends_with("zb done\n"), "{out}");
-            }
-        }
-    }
-}
-
-/// The CSR/AMO-level probe (machine-information CSRs, mie, mcounteren,
-/// mcountinhibit, counters, AMO/LR/SC faults) against both QEMUs with the
-/// default `-cpu rv64`: without icount (counters only checked to move), and
-/// under `-icount shift=N,sleep=off` with absolute counter values.
-#[test]
-fn csr_probe_both_versions() {
-    for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
-        if let Some(out) = compare_ref(r, "csr_probe", &[], &["-cpu", "rv64"], &["--cpu", "rv64"]) {
-            assert!(out.ends_with("csr_probe done\n"), "{out}");
-            let (archid, amo) = match r {
-                Reference::Qemu7_2 => ("marchid = 0x70216\n", "mcause=0x5"),
-                Reference::Qemu10_0 => ("marchid = 0x0\n", "mcause=0x7"),
-            };
-            assert!(out.contains(archid), "{out}");
-            assert!(
-                out.contains(&format!("amoadd.d 0x90000000: {amo} mtval=0x90000000")),
-                "{out}"
-            );
-        }
-        for shift in ["0", "1", "3", "7", "10"] {
-            let icount = format!("shift={shift},sleep=off");
-            if let Some(out) = compare_ref(
-                r,
-                "csr_probe",
-                &[(0, 1)],
-                &["-cpu", "rv64", "-icount", &icount],
-                &["--cpu", "rv64", "--icount", &icount],
-            ) {
-                let line = out.lines().find(|l| l.starts_with("instret ")).unwrap();
-                // QEMU 10.0 counts instructions, 7.2 reads the icount clock.
-                let first = u64::from_str_radix(&line.split(' ').nth(1).unwrap()[2..], 16).unwrap();
-                let cycle = out.lines().find(|l| l.starts_with("cycle ")).unwrap();
-                let c0 = u64::from_str_radix(&cycle.split(' ').nth(1).unwrap()[2..], 16).unwrap();
-                match r {
-                    Reference::Qemu7_2 => assert!(first > c0, "{line} / {cycle}"),
-                    Reference::Qemu10_0 => assert!(
-                        shift == "0" || first < c0,
-                        "shift={shift}: {line} / {cycle}"
-                    ),
-                }
-            }
-        }
-    }
-}
-
-/// The probe with two harts (QEMU runs them in parallel, MTTCG): misaligned
-/// AMOs are store faults (cause 6) on both versions.
-#[test]
-fn csr_probe_two_harts() {
-    for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
-        if let Some(out) = compare_ref(
-            r,
-            "csr_probe",
-            &[],
-            &["-cpu", "rv64", "-smp", "2"],
-            &["--cpu", "rv64", "--smp", "2"],
-        ) {
-            assert!(
-                out.contains("amoadd.w cell+2: mcause=0x6 mtval=cell+2"),
-                "{out}"
-            );
-        }
-    }
-}
-
-/// The guests that predate `--compat`: all of them match QEMU 7.2 with
-/// `--compat qemu-7.2`, plain and (the icount guests) under `-icount
-/// shift=N,sleep=off`, and the same runs match QEMU 10.0 with the default
-/// compat.
-#[test]
-fn older_guests_on_both_versions() {
-    for r in [Reference::Qemu7_2, Reference::Qemu10_0] {
-        for name in [
-            "hello",
-            "trap_tour",
-            "compute",
-            "mmio",
-            "timer_irq",
-            "wfi_wake",
-            "smc",
-            "exit_code",
-        ] {
-            compare_ref(r, name, &[], &[], &[]);
-        }
-        for name in ["rdtime_delta", "timer_landing", "mtime_mmio", "wfi_sleep"] {
-            for shift in ["0", "3", "10"] {
-                let icount = format!("shift={shift},sleep=off");
-                compare_ref(r, name, &[], &["-icount", &icount], &["--icount", &icount]);
-            }
-        }
-    }
-}
-
-/// 30 000 pseudo-random words of the OP, OP-IMM, OP-32 and OP-IMM-32 opcodes
-/// (biased towards the Zb* encodings and their neighbours): the same words
-/// are illegal, and the others compute the same results, as on QEMU 10.0 and
-/// 7.2, with every extension on and with each one off.
-#[test]
-fn zb_decode_random_words() {
-    for (qcpu, vcpu) in [
-        ("rv64", "rv64"),
-        ("rv64,zba=false", "rv64,zba=off"),
-        ("rv64,zbb=false", "rv64,zbb=off"),
-        ("rv64,zbs=false", "rv64,zbs=off"),
-    ] {
-        for r in [Reference::Qemu10_0, Reference::Qemu7_2] {
-            if let Some(out) = compare_ref(r, "zb_decode", &[], &["-cpu", qcpu], &["--cpu", vcpu]) {
-                let last = out.lines().last().unwrap_or("");
-                assert!(last.starts_with("words 30000 illegal "), "{last}");
-                assert!(!out.contains("unexpected trap"), "{out}");
-            }
-        }
-    }
+    qemu::main(trials, 2)
 }

@@ -10,8 +10,10 @@
 //! The exhaustive check of the same protocol is the loom models in
 //! `src/cpu.rs` (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod common;
+
+use common::{guest, run_with_limit, vcpulab_bin};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -20,19 +22,11 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::sync::Parker;
 use vcpulab::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vcpulab");
-
 /// A whole-machine run that takes longer than this has hung.
 const RUN_WATCHDOG: Duration = Duration::from_secs(30);
 
 /// The library test fails when the halter makes no progress for this long.
 const STALL_WATCHDOG: Duration = Duration::from_secs(10);
-
-fn guest(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("guests/build")
-        .join(format!("{name}.elf"))
-}
 
 /// Timing modes: name and extra command-line arguments.
 const PLAIN: (&str, &[&str]) = ("no icount", &[]);
@@ -70,9 +64,7 @@ fn run_watched(w: &Workload, smp: usize, mode: (&str, &[&str]), run: usize) -> D
         run + 1,
         w.runs
     );
-    let dir = tempfile::tempdir().unwrap();
-    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(vcpulab_bin());
     cmd.arg("run")
         .arg("--kernel")
         .arg(guest(w.elf))
@@ -80,34 +72,20 @@ fn run_watched(w: &Workload, smp: usize, mode: (&str, &[&str]), run: usize) -> D
     for p in &w.params {
         cmd.args(["--param", p.as_str()]);
     }
-    cmd.args(mode.1)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap());
+    cmd.args(mode.1);
     let start = Instant::now();
-    let mut child = cmd.spawn().expect("spawn vcpulab");
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > RUN_WATCHDOG {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "HANG (a lost kick?): {label} did not finish in {RUN_WATCHDOG:?}; killed.\n\
-                 stdout so far: {}\nstderr so far: {}",
-                std::fs::read_to_string(&out_path).unwrap_or_default(),
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
+    let r = run_with_limit(cmd, RUN_WATCHDOG);
     let wall = start.elapsed();
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let (out, err) = (r.text(), String::from_utf8_lossy(&r.stderr).into_owned());
     assert!(
-        status.success() && out.contains(w.expect.as_str()),
-        "{label}: {status}, expected {:?} in the output.\nstdout: {out}\nstderr: {err}",
+        !r.timed_out,
+        "HANG (a lost kick?): {label} did not finish in {RUN_WATCHDOG:?}; killed.\n\
+         stdout so far: {out}\nstderr so far: {err}"
+    );
+    assert!(
+        r.code == Some(0) && out.contains(w.expect.as_str()),
+        "{label}: exit {:?}, expected {:?} in the output.\nstdout: {out}\nstderr: {err}",
+        r.code,
         w.expect
     );
     wall

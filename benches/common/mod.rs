@@ -1,18 +1,20 @@
 //! Shared helpers for the vcpulab bench binaries (`benches/*.rs`, `harness = false`).
 //!
-//! - Child processes (vcpulab, `qemu-system-riscv64`) are timed from spawn to exit with a
-//!   monotonic clock, reaped with `wait4` for their maximum RSS, killed after a time limit,
-//!   and their stdout is captured but bounded (the rest is discarded).
-//! - While a child runs, its thread count is sampled from `/proc/PID/status`, so that each
-//!   result can say whether threads outnumber host cores.
+//! - Child processes (vcpulab, `qemu-system-riscv64`) run through the runner the tests use
+//!   too (`tests/common/proc.rs`): timed from spawn to exit with a monotonic clock, reaped
+//!   with `wait4` for their maximum RSS, killed after a time limit, stdout captured but
+//!   bounded, thread count sampled from `/proc/PID/status` (so that each result can say
+//!   whether threads outnumber host cores).
 //! - Results go to `results/NAME-YYYY-MM-DD.json` with the host facts they came from.
 #![allow(dead_code)] // each bench uses a different subset
 
-use std::io::{self, Read};
+#[path = "../../tests/common/proc.rs"]
+mod proc;
+
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use vcpulab::host::HostFacts;
@@ -91,143 +93,32 @@ pub struct Outcome {
     pub timed_out: bool,
 }
 
-fn sample_threads(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Run `prog args…` with stdin from /dev/null, stdout captured (bounded), stderr captured
-/// (bounded), a time limit, and wall time / max RSS / thread count measured.
+/// Run `prog args…` through the shared bounded runner (`tests/common/proc.rs`): stdin from
+/// /dev/null, stdout and stderr captured (bounded), a time limit, and wall time / max RSS /
+/// thread count measured. A failing child's stderr is printed.
 pub fn run_process(prog: &Path, args: &[String], limit: Duration) -> io::Result<Outcome> {
     let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut child = cmd.spawn()?;
-    let pid = child.id() as i32;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-
-    // Watchdog: samples the thread count and kills the child at the limit. `done` is set
-    // (under the lock) once the child has exited but before it is reaped, so the kill can
-    // only ever hit our own child or its zombie, never a recycled pid.
-    let done = Arc::new(Mutex::new(false));
-    let max_threads = Arc::new(Mutex::new(0u64));
-    let timed_out = Arc::new(Mutex::new(false));
-    let (tx, rx) = crossbeam_channel::bounded::<()>(1);
-    let wd = {
-        let (done, max_threads, timed_out) = (done.clone(), max_threads.clone(), timed_out.clone());
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + limit;
-            let mut first = true;
-            loop {
-                let wait = if first {
-                    Duration::from_millis(5)
-                } else {
-                    Duration::from_millis(100)
-                };
-                first = false;
-                match rx.recv_timeout(wait) {
-                    Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                }
-                let d = done.lock().unwrap();
-                if *d {
-                    return;
-                }
-                if let Some(n) = sample_threads(pid) {
-                    let mut m = max_threads.lock().unwrap();
-                    *m = (*m).max(n);
-                }
-                if Instant::now() >= deadline {
-                    // SAFETY: plain syscall; `pid` is our unreaped child (see `done`).
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    *timed_out.lock().unwrap() = true;
-                    return;
-                }
-            }
-        })
-    };
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = (&mut stderr)
-            .take(STDOUT_LIMIT as u64)
-            .read_to_end(&mut buf);
-        let _ = io::copy(&mut stderr, &mut io::sink());
-        buf
-    });
-    let mut out = Vec::new();
-    (&mut stdout)
-        .take(STDOUT_LIMIT as u64)
-        .read_to_end(&mut out)?;
-    io::copy(&mut stdout, &mut io::sink())?;
-
-    // Wait for exit without reaping, take the end time, then reap with wait4 for rusage.
-    // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: valid pointer to a local siginfo_t.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    let wall_ns = start.elapsed().as_nanos() as u64;
-    *done.lock().unwrap() = true;
-    let _ = tx.send(());
-    let mut status = 0i32;
-    // SAFETY: zeroed rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers to locals; pid is our exited child.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    wd.join().ok();
-    let errbuf = err_reader.join().unwrap_or_default();
-    std::mem::forget(child); // already reaped
-    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    let status_s = if libc::WIFEXITED(status) {
-        format!("exit {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("status {status:#x}")
-    };
-    let timed_out = *timed_out.lock().unwrap();
+    cmd.args(args);
+    let f = proc::run_bounded(cmd, limit, STDOUT_LIMIT)?;
+    let success = f.code == Some(0);
     if !success {
         eprintln!(
-            "  ! {} {} -> {status_s}{}; stderr: {}",
+            "  ! {} {} -> {}{}; stderr: {}",
             prog.display(),
             args.join(" "),
-            if timed_out { " (time limit)" } else { "" },
-            String::from_utf8_lossy(&errbuf).trim()
+            f.status,
+            if f.timed_out { " (time limit)" } else { "" },
+            String::from_utf8_lossy(&f.stderr).trim()
         );
     }
-    let threads = *max_threads.lock().unwrap();
     Ok(Outcome {
-        wall_ns,
-        max_rss_bytes: ru.ru_maxrss as u64 * 1024,
+        wall_ns: f.wall_ns,
+        max_rss_bytes: f.max_rss_bytes,
         success,
-        status: status_s,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        max_threads: threads,
-        timed_out,
+        status: f.status,
+        stdout: String::from_utf8_lossy(&f.stdout).into_owned(),
+        max_threads: f.max_threads,
+        timed_out: f.timed_out,
     })
 }
 

@@ -1126,13 +1126,20 @@ impl<'a> Hart<'a> {
             _ => rs1v,
         };
         // QEMU's write mask: all ones for csrrw/csrrwi, else the source
-        // value; nothing is written (and a read-only CSR does not trap) when
-        // the mask is 0.
+        // value; nothing is written when the mask is 0.
         let writes = match kind {
             CsrOp::Rw | CsrOp::Rwi => true,
             _ => d.rs1 != 0 && src != 0,
         };
-        if writes && is_read_only(csr) {
+        // Whether the instruction counts as a write for the read-only check:
+        // QEMU 7.2 asks the mask (`csrrs x1, time, x5` with x5 = 0 reads);
+        // QEMU 10.0 asks the encoding, as the spec does (rs1 or uimm not
+        // zero: the same instruction is an illegal instruction).
+        let checks_write = match self.m.config.compat {
+            Compat::Qemu7_2 => writes,
+            Compat::Qemu10_0 => matches!(kind, CsrOp::Rw | CsrOp::Rwi) || d.rs1 != 0,
+        };
+        if checks_write && is_read_only(csr) {
             return Err(());
         }
         let old = self.csr_read(csr)?;

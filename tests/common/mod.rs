@@ -1,17 +1,25 @@
-//! Shared helpers for the whole-machine tests: run one ELF on vcpulab and on
-//! QEMU 7.2 (`qemu-system-riscv64 -machine virt -bios none`) and compare.
+//! The test-support module of the whole-machine tests.
 //!
-//! QEMU is the reference. When it is absent, tests that need it print a loud
-//! message and skip locally; under CI (`CI` set) they fail instead, so a missing
-//! install step can never turn into a silent pass.
+//! - `mod.rs` (here): paths, running vcpulab and any child process with a
+//!   limit (through `proc.rs`, the runner the benches share);
+//! - `qemu.rs`: the two reference QEMUs (10.0 and 7.2), their version check,
+//!   skipping, and the libtest-mimic trials that run a check against each;
+//! - `asm.rs`: the assembler, RVC compressor, print routines and ELF writer of
+//!   the random programs;
+//! - `randprog.rs`, `randtime.rs`: the two random-program generators;
+//! - `diff.rs`: the random differential driver (seeds, workers, mismatch
+//!   reports, shrinking) both random tests use.
 #![allow(dead_code)]
 
+pub mod asm;
+pub mod diff;
+pub mod proc;
+pub mod qemu;
 pub mod randprog;
 pub mod randtime;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// Guest RAM address of the workload parameter block (slot `i` at `+8*i`).
 pub const PARAM_BLOCK: u64 = 0x8010_0000;
@@ -32,40 +40,6 @@ pub fn guest(name: &str) -> PathBuf {
         .join("guests")
         .join("build")
         .join(format!("{name}.elf"))
-}
-
-/// The QEMU binary, or `None` (with a loud message) when it is not installed.
-/// Panics under CI, where `.ci/run` must have installed it.
-pub fn qemu() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("qemu-system-riscv64"))
-            .find(|p| p.is_file())
-    });
-    match found {
-        Some(p) => Some(p),
-        None => {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "qemu-system-riscv64 not found, but CI is set: .ci/run must install qemu-system-misc"
-                );
-            }
-            eprintln!();
-            eprintln!(
-                "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-            );
-            eprintln!(
-                "!!! SKIPPED: qemu-system-riscv64 is not installed; the QEMU cross-check did  !!!"
-            );
-            eprintln!(
-                "!!! not run. Install it: apt-get install qemu-system-misc                    !!!"
-            );
-            eprintln!(
-                "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-            );
-            None
-        }
-    }
 }
 
 /// Result of one run: what the guest wrote to the UART, and how it ended.
@@ -90,41 +64,13 @@ impl RunOut {
 
 /// Run a command with a wall-clock limit, capturing stdout/stderr (bounded to
 /// 16 MiB each so that a runaway guest cannot fill the disk or memory).
-pub fn run_with_limit(mut cmd: Command, limit: Duration) -> RunOut {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = (&mut out).take(16 << 20).read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = (&mut err).take(16 << 20).read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > limit {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().expect("wait");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+pub fn run_with_limit(cmd: Command, limit: Duration) -> RunOut {
+    let f = proc::run_bounded(cmd, limit, 16 << 20).expect("spawn");
     RunOut {
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-        code: status.code(),
-        timed_out,
+        stdout: f.stdout,
+        stderr: f.stderr,
+        code: f.code,
+        timed_out: f.timed_out,
     }
 }
 
@@ -142,34 +88,6 @@ pub fn qemu_param_args(params: &[(usize, u64)]) -> Vec<String> {
     v
 }
 
-/// Run `elf` on QEMU 7.2 (`-machine virt -bios none -nographic`), with extra
-/// arguments (e.g. `-icount shift=3,sleep=off`) and parameter-block slots.
-pub fn run_qemu(
-    qemu: &Path,
-    elf: &Path,
-    extra: &[&str],
-    params: &[(usize, u64)],
-    limit: Duration,
-) -> RunOut {
-    let mut cmd = Command::new(qemu);
-    cmd.args([
-        "-machine",
-        "virt",
-        "-bios",
-        "none",
-        "-nographic",
-        "-monitor",
-        "none",
-        "-serial",
-        "stdio",
-    ])
-    .arg("-kernel")
-    .arg(elf)
-    .args(extra)
-    .args(qemu_param_args(params));
-    run_with_limit(cmd, limit)
-}
-
 /// Run `elf` on vcpulab (`vcpulab run --kernel ELF ...`), with extra arguments
 /// and parameter-block slots (`--param SLOT=VALUE`).
 pub fn run_vcpulab(elf: &Path, extra: &[&str], params: &[(usize, u64)], limit: Duration) -> RunOut {
@@ -179,4 +97,35 @@ pub fn run_vcpulab(elf: &Path, extra: &[&str], params: &[(usize, u64)], limit: D
         cmd.arg("--param").arg(format!("{slot}={value}"));
     }
     run_with_limit(cmd, limit)
+}
+
+/// A numeric knob from the environment (decimal or 0x-hex, `_` allowed);
+/// a malformed value panics naming the variable.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
+        None => v.replace('_', "").parse(),
+    };
+    Some(
+        parsed.unwrap_or_else(|e| panic!("{name}={v}: expected a number (decimal or 0x-hex): {e}")),
+    )
+}
+
+/// The last `n` characters of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    chars[chars.len().saturating_sub(n)..].iter().collect()
+}
+
+/// A run's exit status, timeout and outputs, for failure messages.
+pub fn describe(who: &str, out: &RunOut) -> String {
+    format!(
+        "{who}: code={:?} timed_out={} stdout:\n{}\n{who} stderr:\n{}",
+        out.code,
+        out.timed_out,
+        out.text(),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -35,8 +35,6 @@
 
 use std::fmt::Write as _;
 
-/// Load address and entry point.
-pub const BASE: u64 = 0x8000_0000;
 /// End of the code area.
 pub const CODE_LIMIT: u64 = 0x8000_6000;
 /// Read-only data: initial registers, constant pool, register names, strings.
@@ -70,537 +68,13 @@ const RO_STR_END: u64 = RODATA + 0x310;
 const RO_POOL: u64 = RODATA + 0x800; // 256 * 8
 const POOL_LEN: usize = 256;
 
-const UART: u64 = 0x1000_0000;
-const FINISHER: u64 = 0x0010_0000;
-
 /// Number of lines the epilogue prints before the data dump (x1..x30, mscratch).
 pub const REG_LINES: usize = 31;
 /// Number of data dump lines.
 pub const DATA_LINES: usize = (DATA_SIZE / 32) as usize;
 
-// ---------------------------------------------------------------------------
-// PRNG
-
-/// SplitMix64: tiny, seedable, good enough for test generation.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-    /// True with probability `percent`/100.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    pub fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
-    /// Weighted choice: returns the index.
-    pub fn weighted(&mut self, w: &[u32]) -> usize {
-        let total: u64 = w.iter().map(|&x| x as u64).sum();
-        let mut r = self.below(total);
-        for (i, &x) in w.iter().enumerate() {
-            if r < x as u64 {
-                return i;
-            }
-            r -= x as u64;
-        }
-        unreachable!()
-    }
-}
-
-/// Seed of program `index` in a run with base seed `base`.
-pub fn program_seed(base: u64, index: u64) -> u64 {
-    let mut s = SplitMix64::new(base ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03));
-    s.next_u64()
-}
-
-// ---------------------------------------------------------------------------
-// Encoding
-
-const OP_LOAD: u32 = 0x03;
-const OP_MISC_MEM: u32 = 0x0f;
-const OP_IMM: u32 = 0x13;
-const OP_AUIPC: u32 = 0x17;
-const OP_IMM32: u32 = 0x1b;
-const OP_STORE: u32 = 0x23;
-const OP_AMO: u32 = 0x2f;
-const OP_OP: u32 = 0x33;
-const OP_LUI: u32 = 0x37;
-const OP_OP32: u32 = 0x3b;
-const OP_BRANCH: u32 = 0x63;
-const OP_JALR: u32 = 0x67;
-const OP_JAL: u32 = 0x6f;
-const OP_SYSTEM: u32 = 0x73;
-
-const CSR_MSTATUS: u32 = 0x300;
-const CSR_MTVEC: u32 = 0x305;
-const CSR_MSCRATCH: u32 = 0x340;
-const CSR_MEPC: u32 = 0x341;
-const CSR_MCAUSE: u32 = 0x342;
-const CSR_MTVAL: u32 = 0x343;
-const CSR_MHARTID: u32 = 0xf14;
-
-pub fn r_type(f7: u32, rs2: u8, rs1: u8, f3: u32, rd: u8, op: u32) -> u32 {
-    f7 << 25 | (rs2 as u32) << 20 | (rs1 as u32) << 15 | f3 << 12 | (rd as u32) << 7 | op
-}
-pub fn i_type(imm: i64, rs1: u8, f3: u32, rd: u8, op: u32) -> u32 {
-    assert!((-2048..=2047).contains(&imm), "I imm {imm}");
-    ((imm as u32) & 0xfff) << 20 | (rs1 as u32) << 15 | f3 << 12 | (rd as u32) << 7 | op
-}
-pub fn s_type(imm: i64, rs2: u8, rs1: u8, f3: u32, op: u32) -> u32 {
-    assert!((-2048..=2047).contains(&imm), "S imm {imm}");
-    let imm = imm as u32 & 0xfff;
-    (imm >> 5) << 25 | (rs2 as u32) << 20 | (rs1 as u32) << 15 | f3 << 12 | (imm & 0x1f) << 7 | op
-}
-pub fn b_imm(off: i64) -> u32 {
-    assert!(off % 2 == 0 && (-4096..4096).contains(&off), "B off {off}");
-    let o = off as u32;
-    ((o >> 12) & 1) << 31 | ((o >> 5) & 0x3f) << 25 | ((o >> 1) & 0xf) << 8 | ((o >> 11) & 1) << 7
-}
-pub fn j_imm(off: i64) -> u32 {
-    assert!(
-        off % 2 == 0 && (-(1 << 20)..(1 << 20)).contains(&off),
-        "J off {off}"
-    );
-    let o = off as u32;
-    ((o >> 20) & 1) << 31
-        | ((o >> 1) & 0x3ff) << 21
-        | ((o >> 11) & 1) << 20
-        | ((o >> 12) & 0xff) << 12
-}
-/// Split a 32-bit signed PC-relative offset into (hi20 for AUIPC/LUI, lo12).
-pub fn hi_lo(off: i64) -> (u32, i64) {
-    assert!((-(1i64 << 31)..(1i64 << 31) - 0x800).contains(&off));
-    let lo = ((off & 0xfff) ^ 0x800) - 0x800;
-    let hi = ((off - lo) >> 12) as u32 & 0xf_ffff;
-    (hi, lo)
-}
-
-fn sext(v: u64, bits: u32) -> i64 {
-    ((v << (64 - bits)) as i64) >> (64 - bits)
-}
-
-/// Disassemble one of the words this generator emits (enough for listings
-/// and failure reports; not a general disassembler).
-pub fn disasm(w: u32, pc: u64) -> String {
-    let op = w & 0x7f;
-    let rd = (w >> 7) & 31;
-    let f3 = (w >> 12) & 7;
-    let rs1 = (w >> 15) & 31;
-    let rs2 = (w >> 20) & 31;
-    let f7 = w >> 25;
-    let imm_i = sext((w >> 20) as u64, 12);
-    let imm_s = sext(((w >> 25) << 5 | (w >> 7) & 31) as u64, 12);
-    let unknown = || format!(".word {w:#010x}");
-    match op {
-        OP_LUI => format!("lui x{rd}, {:#x}", w >> 12),
-        OP_AUIPC => format!("auipc x{rd}, {:#x}", w >> 12),
-        OP_JAL => {
-            let imm = ((w >> 31) & 1) << 20
-                | ((w >> 21) & 0x3ff) << 1
-                | ((w >> 20) & 1) << 11
-                | ((w >> 12) & 0xff) << 12;
-            format!(
-                "jal x{rd}, {:#x}",
-                pc.wrapping_add(sext(imm as u64, 21) as u64)
-            )
-        }
-        OP_JALR if f3 == 0 => format!("jalr x{rd}, {imm_i}(x{rs1})"),
-        OP_BRANCH => {
-            let imm = ((w >> 31) & 1) << 12
-                | ((w >> 25) & 0x3f) << 5
-                | ((w >> 8) & 0xf) << 1
-                | ((w >> 7) & 1) << 11;
-            let mn = match f3 {
-                0 => "beq",
-                1 => "bne",
-                4 => "blt",
-                5 => "bge",
-                6 => "bltu",
-                7 => "bgeu",
-                _ => return unknown(),
-            };
-            format!(
-                "{mn} x{rs1}, x{rs2}, {:#x}",
-                pc.wrapping_add(sext(imm as u64, 13) as u64)
-            )
-        }
-        OP_LOAD => {
-            let mn = ["lb", "lh", "lw", "ld", "lbu", "lhu", "lwu", "?"][f3 as usize];
-            format!("{mn} x{rd}, {imm_i}(x{rs1})")
-        }
-        OP_STORE => {
-            let mn = ["sb", "sh", "sw", "sd", "?", "?", "?", "?"][f3 as usize];
-            format!("{mn} x{rs2}, {imm_s}(x{rs1})")
-        }
-        OP_IMM | OP_IMM32 => {
-            let w32 = op == OP_IMM32;
-            let sfx = if w32 { "w" } else { "" };
-            match f3 {
-                1 => format!("slli{sfx} x{rd}, x{rs1}, {}", (w >> 20) & 0x3f),
-                5 => {
-                    let mn = if w >> 30 & 1 == 1 { "srai" } else { "srli" };
-                    format!("{mn}{sfx} x{rd}, x{rs1}, {}", (w >> 20) & 0x3f)
-                }
-                _ => {
-                    let mn = ["addi", "", "slti", "sltiu", "xori", "", "ori", "andi"][f3 as usize];
-                    format!("{mn}{sfx} x{rd}, x{rs1}, {imm_i}")
-                }
-            }
-        }
-        OP_OP | OP_OP32 => {
-            let sfx = if op == OP_OP32 { "w" } else { "" };
-            let mn = match (f7, f3) {
-                (0, 0) => "add",
-                (0x20, 0) => "sub",
-                (0, 1) => "sll",
-                (0, 2) => "slt",
-                (0, 3) => "sltu",
-                (0, 4) => "xor",
-                (0, 5) => "srl",
-                (0x20, 5) => "sra",
-                (0, 6) => "or",
-                (0, 7) => "and",
-                (1, f) => [
-                    "mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu",
-                ][f as usize],
-                _ => return unknown(),
-            };
-            format!("{mn}{sfx} x{rd}, x{rs1}, x{rs2}")
-        }
-        OP_AMO => {
-            let sz = match f3 {
-                2 => "w",
-                3 => "d",
-                _ => return unknown(),
-            };
-            let f5 = w >> 27;
-            let ord = match (w >> 26 & 1, w >> 25 & 1) {
-                (0, 0) => "",
-                (1, 0) => ".aq",
-                (0, 1) => ".rl",
-                _ => ".aqrl",
-            };
-            let mn = match f5 {
-                0x02 => return format!("lr.{sz}{ord} x{rd}, (x{rs1})"),
-                0x03 => "sc",
-                0x01 => "amoswap",
-                0x00 => "amoadd",
-                0x04 => "amoxor",
-                0x0c => "amoand",
-                0x08 => "amoor",
-                0x10 => "amomin",
-                0x14 => "amomax",
-                0x18 => "amominu",
-                0x1c => "amomaxu",
-                _ => return unknown(),
-            };
-            format!("{mn}.{sz}{ord} x{rd}, x{rs2}, (x{rs1})")
-        }
-        OP_MISC_MEM => match f3 {
-            0 => format!(
-                "fence {:#x}, {:#x} (fm {:#x})",
-                (w >> 24) & 15,
-                (w >> 20) & 15,
-                w >> 28
-            ),
-            1 => "fence.i".to_string(),
-            _ => unknown(),
-        },
-        OP_SYSTEM => {
-            let csr = w >> 20;
-            let csr_name = match csr {
-                CSR_MSCRATCH => "mscratch".to_string(),
-                CSR_MTVEC => "mtvec".to_string(),
-                CSR_MEPC => "mepc".to_string(),
-                CSR_MCAUSE => "mcause".to_string(),
-                CSR_MTVAL => "mtval".to_string(),
-                CSR_MHARTID => "mhartid".to_string(),
-                c => format!("{c:#x}"),
-            };
-            match f3 {
-                0 => match w {
-                    0x0000_0073 => "ecall".into(),
-                    0x0010_0073 => "ebreak".into(),
-                    0x3020_0073 => "mret".into(),
-                    _ => unknown(),
-                },
-                1..=3 => format!(
-                    "{} x{rd}, {csr_name}, x{rs1}",
-                    ["", "csrrw", "csrrs", "csrrc"][f3 as usize]
-                ),
-                5..=7 => format!(
-                    "{} x{rd}, {csr_name}, {rs1}",
-                    ["", "", "", "", "", "csrrwi", "csrrsi", "csrrci"][f3 as usize]
-                ),
-                _ => unknown(),
-            }
-        }
-        _ => unknown(),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Assembler with forward labels
-
-/// What one emitted word is, for listings and failure reports.
-#[derive(Clone, Debug)]
-pub struct InsnInfo {
-    pub addr: u64,
-    pub word: u32,
-    /// Part of the random body (as opposed to prologue/epilogue/handler).
-    pub body: bool,
-    /// Index of the body unit this word belongs to.
-    pub unit: usize,
-    /// Destination register written (if any, and not x0).
-    pub rd: Option<u8>,
-    /// Memory bytes possibly written: (address, length).
-    pub mem_write: Option<(u64, u64)>,
-    /// Writes mscratch.
-    pub csr_write: bool,
-    /// Free-form note (e.g. "expected: misaligned, traps").
-    pub note: String,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Label(usize);
-
-#[derive(Clone, Copy, Debug)]
-enum Fix {
-    Branch,
-    Jal,
-    /// AUIPC at idx, ADDI at idx+1.
-    AuipcAddi,
-}
-
-struct Asm {
-    words: Vec<u32>,
-    info: Vec<InsnInfo>,
-    labels: Vec<Option<usize>>,
-    fixups: Vec<(usize, Fix, Label)>,
-    in_body: bool,
-    unit: usize,
-}
-
-impl Asm {
-    fn new() -> Self {
-        Asm {
-            words: Vec::new(),
-            info: Vec::new(),
-            labels: Vec::new(),
-            fixups: Vec::new(),
-            in_body: false,
-            unit: 0,
-        }
-    }
-    fn pc(&self) -> u64 {
-        BASE + 4 * self.words.len() as u64
-    }
-    fn label(&mut self) -> Label {
-        self.labels.push(None);
-        Label(self.labels.len() - 1)
-    }
-    fn bind(&mut self, l: Label) {
-        assert!(self.labels[l.0].is_none());
-        self.labels[l.0] = Some(self.words.len());
-    }
-    fn here(&mut self) -> Label {
-        let l = self.label();
-        self.bind(l);
-        l
-    }
-    fn emit(&mut self, w: u32) -> &mut InsnInfo {
-        let addr = self.pc();
-        let rd = (w >> 7) & 31;
-        let op = w & 0x7f;
-        let writes_rd = matches!(
-            op,
-            OP_LUI
-                | OP_AUIPC
-                | OP_JAL
-                | OP_JALR
-                | OP_LOAD
-                | OP_IMM
-                | OP_IMM32
-                | OP_OP
-                | OP_OP32
-                | OP_AMO
-        ) || (op == OP_SYSTEM && (w >> 12) & 7 != 0);
-        self.words.push(w);
-        self.info.push(InsnInfo {
-            addr,
-            word: w,
-            body: self.in_body,
-            unit: self.unit,
-            rd: if writes_rd && rd != 0 {
-                Some(rd as u8)
-            } else {
-                None
-            },
-            mem_write: None,
-            csr_write: false,
-            note: String::new(),
-        });
-        self.info.last_mut().unwrap()
-    }
-
-    // --- instruction helpers -------------------------------------------
-    fn addi(&mut self, rd: u8, rs1: u8, imm: i64) {
-        self.emit(i_type(imm, rs1, 0, rd, OP_IMM));
-    }
-    fn slli(&mut self, rd: u8, rs1: u8, sh: u32) {
-        self.emit(i_type(sh as i64, rs1, 1, rd, OP_IMM));
-    }
-    fn srl(&mut self, rd: u8, rs1: u8, rs2: u8) {
-        self.emit(r_type(0, rs2, rs1, 5, rd, OP_OP));
-    }
-    fn add(&mut self, rd: u8, rs1: u8, rs2: u8) {
-        self.emit(r_type(0, rs2, rs1, 0, rd, OP_OP));
-    }
-    fn andi(&mut self, rd: u8, rs1: u8, imm: i64) {
-        self.emit(i_type(imm, rs1, 7, rd, OP_IMM));
-    }
-    fn lui(&mut self, rd: u8, hi20: u32) {
-        self.emit((hi20 & 0xf_ffff) << 12 | (rd as u32) << 7 | OP_LUI);
-    }
-    fn auipc(&mut self, rd: u8, hi20: u32) {
-        self.emit((hi20 & 0xf_ffff) << 12 | (rd as u32) << 7 | OP_AUIPC);
-    }
-    /// Load a 32-bit signed constant.
-    fn li32(&mut self, rd: u8, v: i32) {
-        let (hi, lo) = hi_lo(v as i64);
-        if hi != 0 {
-            self.lui(rd, hi);
-            if lo != 0 {
-                self.emit(i_type(lo, rd, 0, rd, OP_IMM32)); // addiw
-            }
-        } else {
-            self.addi(rd, 0, lo);
-        }
-    }
-    /// rd = absolute address `addr` (PC-relative, so it works above 2 GiB).
-    fn la(&mut self, rd: u8, addr: u64) {
-        let (hi, lo) = hi_lo(addr.wrapping_sub(self.pc()) as i64);
-        self.auipc(rd, hi);
-        self.addi(rd, rd, lo);
-    }
-    /// rd = address of a code label.
-    fn la_label(&mut self, rd: u8, l: Label) {
-        let idx = self.words.len();
-        self.auipc(rd, 0);
-        self.addi(rd, rd, 0);
-        self.fixups.push((idx, Fix::AuipcAddi, l));
-    }
-    /// `auipc x30, hi; ld rd, lo(x30)`: load a doubleword from an absolute address.
-    fn ld_abs(&mut self, rd: u8, tmp: u8, addr: u64) {
-        let (hi, lo) = hi_lo(addr.wrapping_sub(self.pc()) as i64);
-        self.auipc(tmp, hi);
-        self.emit(i_type(lo, tmp, 3, rd, OP_LOAD));
-    }
-    fn ld(&mut self, rd: u8, off: i64, rs1: u8) {
-        self.emit(i_type(off, rs1, 3, rd, OP_LOAD));
-    }
-    fn lbu(&mut self, rd: u8, off: i64, rs1: u8) {
-        self.emit(i_type(off, rs1, 4, rd, OP_LOAD));
-    }
-    fn sd(&mut self, rs2: u8, off: i64, rs1: u8) {
-        self.emit(s_type(off, rs2, rs1, 3, OP_STORE));
-    }
-    fn sb(&mut self, rs2: u8, off: i64, rs1: u8) {
-        self.emit(s_type(off, rs2, rs1, 0, OP_STORE));
-    }
-    fn sw(&mut self, rs2: u8, off: i64, rs1: u8) {
-        self.emit(s_type(off, rs2, rs1, 2, OP_STORE));
-    }
-    fn csrrw(&mut self, rd: u8, csr: u32, rs1: u8) {
-        self.emit(csr << 20 | (rs1 as u32) << 15 | 1 << 12 | (rd as u32) << 7 | OP_SYSTEM);
-    }
-    fn csrr(&mut self, rd: u8, csr: u32) {
-        self.emit(csr << 20 | 2 << 12 | (rd as u32) << 7 | OP_SYSTEM);
-    }
-    fn branch(&mut self, f3: u32, rs1: u8, rs2: u8, l: Label) {
-        let idx = self.words.len();
-        self.emit(r_type(0, rs2, rs1, f3, 0, OP_BRANCH));
-        self.fixups.push((idx, Fix::Branch, l));
-    }
-    fn beq(&mut self, rs1: u8, rs2: u8, l: Label) {
-        self.branch(0, rs1, rs2, l)
-    }
-    fn bne(&mut self, rs1: u8, rs2: u8, l: Label) {
-        self.branch(1, rs1, rs2, l)
-    }
-    fn blt(&mut self, rs1: u8, rs2: u8, l: Label) {
-        self.branch(4, rs1, rs2, l)
-    }
-    fn bltu(&mut self, rs1: u8, rs2: u8, l: Label) {
-        self.branch(6, rs1, rs2, l)
-    }
-    fn jal(&mut self, rd: u8, l: Label) {
-        let idx = self.words.len();
-        self.emit((rd as u32) << 7 | OP_JAL);
-        self.fixups.push((idx, Fix::Jal, l));
-    }
-    fn j(&mut self, l: Label) {
-        self.jal(0, l)
-    }
-    fn ret(&mut self) {
-        self.emit(i_type(0, 1, 0, 0, OP_JALR));
-    }
-
-    fn finish(&mut self) {
-        for &(idx, fix, l) in &self.fixups {
-            let target = self.labels[l.0].expect("unbound label");
-            let off = (target as i64 - idx as i64) * 4;
-            match fix {
-                Fix::Branch => self.words[idx] |= b_imm(off),
-                Fix::Jal => self.words[idx] |= j_imm(off),
-                Fix::AuipcAddi => {
-                    let (hi, lo) = hi_lo(off);
-                    self.words[idx] |= hi << 12;
-                    self.words[idx + 1] |= ((lo as u32) & 0xfff) << 20;
-                }
-            }
-        }
-        for (i, w) in self.words.iter().enumerate() {
-            self.info[i].word = *w;
-        }
-    }
-}
-
-// register numbers used by the fixed code
-const RA: u8 = 1;
-const T0: u8 = 5;
-const T1: u8 = 6;
-const T2: u8 = 7;
-const S0: u8 = 8;
-const S1: u8 = 9;
-const A0: u8 = 10;
-const A1: u8 = 11;
-const A2: u8 = 12;
-const A3: u8 = 13;
-const A4: u8 = 14;
-const S2: u8 = 18;
-const S3: u8 = 19;
-const S4: u8 = 20;
-const S5: u8 = 21;
-const S6: u8 = 22;
+use super::asm::reg::*;
+use super::asm::*;
 
 // ---------------------------------------------------------------------------
 // Program
@@ -612,9 +86,11 @@ pub struct Program {
     /// Bytes of `BASE..END`.
     pub image: Vec<u8>,
     /// One entry per code word.
-    pub insns: Vec<InsnInfo>,
+    pub insns: Vec<Insn>,
     /// Number of body units.
     pub units: usize,
+    /// The extensions it was generated for (`-cpu` / `--cpu` of both machines).
+    pub isa: Isa,
 }
 
 struct Gen {
@@ -625,6 +101,10 @@ struct Gen {
     /// Next free slot of the pool's dynamic half.
     pool_next: usize,
     opts: GenOptions,
+    /// Registers a loop unit keeps (counter, pointer): no destination.
+    reserved: Vec<u8>,
+    /// Loop units that trap so far (bounded: the trap log holds `LOG_MAX`).
+    trap_loops: usize,
 }
 
 /// Generator switches: everything on by default (what the test runs). They
@@ -639,6 +119,13 @@ pub struct GenOptions {
     pub reservation_quirks: bool,
     /// Self-modifying code (store into a later instruction, `fence.i`).
     pub self_modifying_code: bool,
+    /// Loops: counted loops (TBs that branch to their own start) over ALU
+    /// ops, loads and stores walking the data region, faults walking off the
+    /// end of RAM, misaligned and illegal instructions, MMIO.
+    pub loops: bool,
+    /// The extensions the program uses (C: compressed encodings; Zb*: their
+    /// instructions among the ALU ops).
+    pub isa: Isa,
 }
 
 impl Default for GenOptions {
@@ -646,6 +133,8 @@ impl Default for GenOptions {
         GenOptions {
             reservation_quirks: true,
             self_modifying_code: true,
+            loops: true,
+            isa: Isa::BASE,
         }
     }
 }
@@ -705,10 +194,15 @@ impl Gen {
 
     /// A destination register: never x30/x31; sometimes x0.
     fn rd(&mut self) -> u8 {
-        match self.rng.below(20) {
-            0 => 0,
-            1..=9 => self.rng.pick(&self.hot_regs.clone()),
-            _ => self.rng.range(1, 29) as u8,
+        loop {
+            let r = match self.rng.below(20) {
+                0 => 0,
+                1..=9 => self.rng.pick(&self.hot_regs.clone()),
+                _ => self.rng.range(1, 29) as u8,
+            };
+            if !self.reserved.contains(&r) {
+                return r;
+            }
         }
     }
     /// A source register: anything (x30 and x31 hold deterministic addresses).
@@ -765,11 +259,18 @@ impl Gen {
             None => self.rng.below(self.pool_next as u64) as usize,
         };
         a.ld_abs(rd, TMP_REG, RO_POOL + 8 * i as u64);
-        a.info.last_mut().unwrap().note = "constant".into();
+        a.insns.last_mut().unwrap().note = "constant".into();
     }
 
-    /// A random RV64I register/register ALU instruction.
+    /// A random RV64I register/register ALU instruction (or, with Zb* on,
+    /// sometimes one of those).
     fn alu_rr_word(&mut self) -> u32 {
+        if self.rng.chance(30) {
+            let (rd, rs1, rs2) = (self.rd(), self.rs(), self.rs());
+            if let Some(w) = self.opts.isa.zb_insn(&mut self.rng, rd, rs1, rs2) {
+                return w;
+            }
+        }
         let (f7, f3, op) = self.rng.pick(&[
             (0, 0, OP_OP),
             (0x20, 0, OP_OP),
@@ -836,22 +337,23 @@ impl Gen {
         let n = labels.len() - 1;
         let target = |g: &mut Gen| labels[(i + 1 + g.rng.below(4) as usize).min(n)];
         let w = [
-            18, // 0 ALU reg/reg
-            12, // 1 M extension
-            16, // 2 ALU reg/imm
-            4,  // 3 LUI/AUIPC
-            5,  // 4 constant pool load
-            10, // 5 load
-            8,  // 6 store
-            6,  // 7 AMO
-            5,  // 8 LR/SC
-            6,  // 9 branch
-            2,  // 10 JAL
-            2,  // 11 JALR
-            4,  // 12 CSR
-            2,  // 13 fence / fence.i
-            2,  // 14 trap (ecall, ebreak, illegal)
-            2,  // 15 self-modifying code + fence.i
+            18,                                  // 0 ALU reg/reg
+            12,                                  // 1 M extension
+            16,                                  // 2 ALU reg/imm
+            4,                                   // 3 LUI/AUIPC
+            5,                                   // 4 constant pool load
+            10,                                  // 5 load
+            8,                                   // 6 store
+            6,                                   // 7 AMO
+            5,                                   // 8 LR/SC
+            6,                                   // 9 branch
+            2,                                   // 10 JAL
+            2,                                   // 11 JALR
+            4,                                   // 12 CSR
+            2,                                   // 13 fence / fence.i
+            2,                                   // 14 trap (ecall, ebreak, illegal)
+            2,                                   // 15 self-modifying code + fence.i
+            if self.opts.loops { 8 } else { 0 }, // 16 loop
         ];
         match self.rng.weighted(&w) {
             0 => {
@@ -968,6 +470,7 @@ impl Gen {
                 }
             }
             8 => self.lr_sc(a),
+            16 => self.loop_unit(a),
             9 => {
                 let f3 = self.rng.pick(&[0, 1, 4, 5, 6, 7]);
                 let (rs1, rs2) = (self.rs(), self.rs());
@@ -991,13 +494,13 @@ impl Gen {
                 } else {
                     TMP_REG
                 };
-                let idx = a.words.len();
-                a.auipc(base, 0);
-                a.emit(i_type(0, base, 0, rd, OP_JALR));
+                let idx = a.next_index();
+                a.emit32((base as u32) << 7 | OP_AUIPC);
+                a.emit32(i_type(0, base, 0, rd, OP_JALR));
                 a.fixups
                     .push((idx, Fix::AuipcAddi, labels[(i + 1 + skip).min(n)]));
                 if odd {
-                    a.words[idx + 1] |= 1 << 20; // +1 on top of the fixed-up offset
+                    a.insns[idx + 1].word |= 1 << 20; // +1 on top of the fixed-up offset
                 }
             }
             12 => {
@@ -1040,13 +543,15 @@ impl Gen {
                     self.alu_imm_word()
                 };
                 self.load_const(a, rx, Some(new_word as u64));
+                a.align(4); // the patched slot must be 4-byte aligned
+                let auipc_at = a.pc();
                 a.auipc(TMP_REG, 0);
-                let slot = a.pc() + 8;
                 a.sw(rx, 12, TMP_REG);
-                a.info.last_mut().unwrap().mem_write = Some((slot, 4));
-                a.emit(0x0000_100f); // fence.i
+                a.insns.last_mut().unwrap().mem_write = Some((auipc_at + 12, 4));
+                a.emit(FENCE_I);
+                assert_eq!(a.pc(), auipc_at + 12);
                 let rd = (new_word >> 7) & 31;
-                let info = a.emit(old_word);
+                let info = a.emit32(old_word);
                 info.rd = if rd != 0 { Some(rd as u8) } else { None };
                 info.note = format!(
                     "patched at run time to: {:08x} {}",
@@ -1079,6 +584,202 @@ impl Gen {
             }
             _ => unreachable!(),
         }
+    }
+
+    /// One straight-line instruction for a loop body: ALU, M, a load or a
+    /// store in the data region (no control flow, no traps).
+    fn loop_body_insn(&mut self, a: &mut Asm) {
+        match self.rng.below(10) {
+            0..=3 => {
+                let w = self.alu_rr_word();
+                a.emit(w);
+            }
+            4..=6 => {
+                let w = self.alu_imm_word();
+                a.emit(w);
+            }
+            7 => {
+                let f3 = self.rng.pick(&[0u32, 1, 4, 5]);
+                let (rd, rs1, rs2) = (self.rd(), self.rs(), self.rs());
+                a.emit(r_type(1, rs2, rs1, f3, rd, OP_OP));
+            }
+            8 => {
+                let (size, f3) = self.rng.pick(&[(1, 0), (2, 1), (4, 2), (8, 3), (4, 6)]);
+                let off = self.data_off(size, size, false);
+                let rd = self.rd();
+                a.emit(i_type(off, BASE_REG, f3, rd, OP_LOAD));
+            }
+            _ => {
+                let (size, f3) = self.rng.pick(&[(1, 0), (2, 1), (4, 2), (8, 3)]);
+                let off = self.data_off(size, size, false);
+                let rs2 = self.rs();
+                a.emit(s_type(off, rs2, BASE_REG, f3, OP_STORE)).mem_write =
+                    Some((BASE_REG_VALUE.wrapping_add(off as u64), size as u64));
+            }
+        }
+    }
+
+    /// A counted loop: `li lc, n; top: BODY; addi lc, lc, -1; bne lc, x0, top`.
+    /// From its second pass on, the block at `top` branches to its own start.
+    /// The body is one of: straight-line ops; a pointer walking the data
+    /// region with loads, stores and AMOs; a pointer walking off the end of
+    /// RAM (access faults on the last passes); a misaligned access, an
+    /// illegal instruction or an ebreak on every pass (few passes); MMIO (UART
+    /// scratch, mtimecmp written and read back, mtime read and discarded).
+    fn loop_unit(&mut self, a: &mut Asm) {
+        let lc = self.rng.range(1, 29) as u8;
+        let p = loop {
+            let r = self.rng.range(1, 29) as u8;
+            if r != lc {
+                break r;
+            }
+        };
+        self.reserved = vec![lc, p];
+        let trapping_ok = self.trap_loops < 6;
+        let mut kind = self.rng.below(5);
+        if (2..=3).contains(&kind) && !trapping_ok {
+            kind = 0;
+        }
+        let n: i64 = match kind {
+            0 if self.rng.chance(10) => self.rng.range(200, 3000),
+            0 | 4 => self.rng.range(1, 64),
+            1 => self.rng.range(1, 250),
+            2 => 0, // set below
+            _ => self.rng.range(1, 3),
+        };
+        let body = |g: &mut Gen, a: &mut Asm| {
+            for _ in 0..g.rng.range(0, 3) {
+                g.loop_body_insn(a);
+            }
+        };
+        let note;
+        let n = match kind {
+            1 => {
+                // p walks the data region upwards, 8 bytes a pass
+                let start = -2048 + 8 * self.rng.range(0, 4);
+                let n = n.min((2040 - start) / 8);
+                a.addi(p, BASE_REG, start);
+                note = format!("loop x{n}: pointer x{p} walks the data region");
+                n
+            }
+            2 => {
+                // p walks off the end of RAM: `m` passes fit, `f` fault
+                self.trap_loops += 1;
+                let m = self.rng.range(0, 6);
+                let f = self.rng.range(1, 3);
+                a.la(p, RAM_END - 8 * m as u64);
+                note = format!(
+                    "loop x{}: pointer x{p} walks off the end of RAM after {m} passes",
+                    m + f
+                );
+                m + f
+            }
+            3 => {
+                self.trap_loops += 1;
+                note = format!("loop x{n}: traps on every pass");
+                n
+            }
+            4 => {
+                note = format!("loop x{n}: MMIO");
+                n
+            }
+            _ => {
+                note = format!("loop x{n}");
+                n
+            }
+        };
+        a.li32(lc, n as i32);
+        a.note(&note);
+        let top = a.here();
+        body(self, a);
+        match kind {
+            1 => {
+                let rd = self.rd();
+                let rs2 = self.rs();
+                match self.rng.below(4) {
+                    0 => a.ld(rd, 0, p),
+                    1 => {
+                        a.sd(rs2, 8, p);
+                        a.insns.last_mut().unwrap().mem_write = Some((DATA, DATA_SIZE));
+                    }
+                    2 => {
+                        let f5 = self.rng.pick(&[0x00u32, 0x01, 0x08, 0x1c]);
+                        a.emit(f5 << 27 | r_type(0, rs2, p, 3, rd, OP_AMO))
+                            .mem_write = Some((DATA, DATA_SIZE));
+                    }
+                    _ => {
+                        a.load(2, rd, 4, p);
+                        a.store(0, rs2, 3, p);
+                        a.insns.last_mut().unwrap().mem_write = Some((DATA, DATA_SIZE));
+                    }
+                }
+                body(self, a);
+                a.addi(p, p, 8);
+            }
+            2 => {
+                let rd = self.rd();
+                let rs2 = self.rs();
+                match self.rng.below(5) {
+                    0 => a.ld(rd, 0, p),
+                    1 => a.load(4, rd, 0, p),
+                    2 => a.sd(rs2, 0, p),
+                    3 => a.sw(rs2, 0, p),
+                    _ => {
+                        a.emit(r_type(0, rs2, p, 3, rd, OP_AMO)); // amoadd.d
+                    }
+                }
+                a.note("faults past the end of RAM");
+                body(self, a);
+                a.addi(p, p, 8);
+            }
+            3 => {
+                let (w, what) = match self.rng.below(4) {
+                    0 => (
+                        i_type(
+                            1 + 2 * self.rng.below(3) as i64,
+                            BASE_REG,
+                            3,
+                            self.rd(),
+                            OP_LOAD,
+                        ),
+                        "misaligned ld",
+                    ),
+                    1 => (s_type(2, self.rs(), BASE_REG, 2, OP_STORE), "misaligned sw"),
+                    2 => (EBREAK, "ebreak"),
+                    _ => (0x0000_0000, "illegal"),
+                };
+                a.emit(w).note = format!("traps: {what}");
+                body(self, a);
+            }
+            4 => {
+                let (r1, r2) = (self.rd(), self.rs());
+                match self.rng.below(3) {
+                    0 => {
+                        a.lui(p, (UART >> 12) as u32);
+                        a.sb(r2, 7, p);
+                        a.note("UART scratch write");
+                        a.lbu(r1, 7, p);
+                    }
+                    1 => {
+                        a.lui(p, (MTIMECMP >> 12) as u32);
+                        a.sd(r2, 0, p);
+                        a.note("mtimecmp write (no interrupt is enabled)");
+                        a.ld(r1, 0, p);
+                    }
+                    _ => {
+                        a.lui(p, ((MTIME + 8) >> 12) as u32);
+                        a.ld(r1, -8, p);
+                        a.note("mtime read, discarded");
+                        a.andi(r1, r1, 0);
+                    }
+                }
+                body(self, a);
+            }
+            _ => body(self, a),
+        }
+        a.addi(lc, lc, -1);
+        a.bne(lc, 0, top);
+        self.reserved.clear();
     }
 
     fn lr_sc(&mut self, a: &mut Asm) {
@@ -1173,6 +874,8 @@ impl Program {
             pool: Vec::new(),
             pool_next: POOL_LEN / 2,
             opts,
+            reserved: Vec::new(),
+            trap_loops: 0,
         };
         g.pool = vec![0; POOL_LEN];
         g.pool[..INTERESTING.len()].copy_from_slice(INTERESTING);
@@ -1190,7 +893,7 @@ impl Program {
             chunk.copy_from_slice(&v.to_le_bytes());
         }
 
-        let mut a = Asm::new();
+        let mut a = Asm::new(opts.isa.c);
         let handler = a.label();
 
         // --- prologue ---------------------------------------------------
@@ -1207,15 +910,14 @@ impl Program {
         a.la(BASE_REG, BASE_REG_VALUE);
 
         // --- body ---------------------------------------------------------
-        a.in_body = true;
         let labels: Vec<Label> = (0..=units).map(|_| a.label()).collect();
         for i in 0..units {
-            a.unit = i;
+            a.unit = Some(i);
             a.bind(labels[i]);
             g.unit(&mut a, i, &labels);
         }
         a.bind(labels[units]);
-        a.in_body = false;
+        a.unit = None;
 
         // --- epilogue: save registers (x31 is the only free register) -----
         a.la(BASE_REG, SAVE);
@@ -1225,9 +927,8 @@ impl Program {
         a.csrr(1, CSR_MSCRATCH);
         a.sd(1, 8 * 31, BASE_REG);
 
-        let putc = a.label();
-        let puts = a.label();
-        let puthex = a.label();
+        let pr = Print::new(&mut a);
+        let (putc, puts, puthex) = (pr.putc, pr.puts, pr.puthex);
 
         // registers
         a.la(S0, SAVE);
@@ -1290,69 +991,14 @@ impl Program {
         a.bind(tdone);
         a.la(A0, RO_STR_END);
         a.jal(RA, puts);
-        // finisher: pass
-        a.li32(T0, FINISHER as i32);
-        a.li32(T1, 0x5555);
-        a.sw(T1, 0, T0);
-        let hang = a.here();
-        a.j(hang);
-
-        // putc(a0): poll LSR.THRE, write THR. Clobbers t0, t1.
-        a.bind(putc);
-        a.li32(T0, UART as i32);
-        let poll = a.here();
-        a.lbu(T1, 5, T0);
-        a.andi(T1, T1, 0x20);
-        a.beq(T1, 0, poll);
-        a.sb(A0, 0, T0);
-        a.ret();
-
-        // puts(a0): NUL-terminated string. Clobbers a0, a3, t0, t1.
-        a.bind(puts);
-        a.li32(T0, UART as i32);
-        let sloop = a.here();
-        let sdone = a.label();
-        a.lbu(A3, 0, A0);
-        a.beq(A3, 0, sdone);
-        let poll = a.here();
-        a.lbu(T1, 5, T0);
-        a.andi(T1, T1, 0x20);
-        a.beq(T1, 0, poll);
-        a.sb(A3, 0, T0);
-        a.addi(A0, A0, 1);
-        a.j(sloop);
-        a.bind(sdone);
-        a.ret();
-
-        // puthex(a0 value, a1 digits). Clobbers a2, a3, a4, t0, t1.
-        a.bind(puthex);
-        a.li32(T0, UART as i32);
-        a.slli(A2, A1, 2);
-        let hloop = a.here();
-        a.addi(A2, A2, -4);
-        a.srl(A3, A0, A2);
-        a.andi(A3, A3, 15);
-        a.addi(A4, A3, -10);
-        let digit = a.label();
-        let out = a.label();
-        a.blt(A4, 0, digit);
-        a.addi(A3, A3, 'a' as i64 - 10);
-        a.j(out);
-        a.bind(digit);
-        a.addi(A3, A3, '0' as i64);
-        a.bind(out);
-        let poll = a.here();
-        a.lbu(T1, 5, T0);
-        a.andi(T1, T1, 0x20);
-        a.beq(T1, 0, poll);
-        a.sb(A3, 0, T0);
-        a.bne(A2, 0, hloop);
-        a.ret();
+        Print::finish_pass(&mut a);
+        pr.emit(&mut a);
 
         // --- trap handler (mtvec direct; 4-byte aligned) -------------------
         // x30 = LOG + 0x800; saves x28/x29 in the log page.
         const X28: u8 = 28;
         const X29: u8 = 29;
+        a.align(4); // mtvec (direct mode) needs a 4-byte aligned handler
         a.bind(handler);
         a.la(TMP_REG, LOG + 0x800);
         a.sd(X28, -0x800 + 8, TMP_REG);
@@ -1361,11 +1007,7 @@ impl Program {
         a.addi(X28, 0, LOG_MAX as i64);
         let ok = a.label();
         a.bltu(X29, X28, ok);
-        a.li32(X28, FINISHER as i32);
-        a.li32(X29, 0x3333 | (2 << 16)); // fail, exit code 2
-        a.sw(X29, 0, X28);
-        let hang2 = a.here();
-        a.j(hang2);
+        Print::finish_fail(&mut a, 2, X28, X29);
         a.bind(ok);
         a.addi(X28, X29, 1);
         a.sd(X28, -0x800, TMP_REG);
@@ -1379,8 +1021,7 @@ impl Program {
         a.sd(X28, -0x800 + LOG_ENTRIES as i64 + 8, X29);
         a.csrr(X28, CSR_MEPC);
         a.sd(X28, -0x800 + LOG_ENTRIES as i64 + 16, X29);
-        a.addi(X28, X28, 4);
-        a.csrrw(0, CSR_MEPC, X28);
+        emit_skip_mepc(&mut a, X28, X29);
         a.ld(X28, -0x800 + 8, TMP_REG);
         a.ld(X29, -0x800 + 16, TMP_REG);
         a.emit(0x3020_0073); // mret
@@ -1390,9 +1031,7 @@ impl Program {
 
         // --- image --------------------------------------------------------
         let mut image = vec![0u8; (END - BASE) as usize];
-        for (i, w) in a.words.iter().enumerate() {
-            image[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
-        }
+        a.write_code(&mut image);
         let put = |image: &mut Vec<u8>, addr: u64, bytes: &[u8]| {
             let o = (addr - BASE) as usize;
             image[o..o + bytes.len()].copy_from_slice(bytes);
@@ -1418,8 +1057,9 @@ impl Program {
         Program {
             seed,
             image,
-            insns: a.info,
+            insns: a.insns,
             units,
+            isa: opts.isa,
         }
     }
 
@@ -1437,32 +1077,27 @@ impl Program {
     /// A listing of the code: address, word, disassembly, body unit.
     pub fn listing(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "# seed {:#018x}, {} body units", self.seed, self.units);
+        let _ = writeln!(
+            s,
+            "# seed {:#018x}, {} body units, -cpu {}",
+            self.seed,
+            self.units,
+            self.isa.cpu()
+        );
         for r in 1..=29 {
             let _ = writeln!(s, "# init x{r} = {:#018x}", self.init_reg(r));
         }
         let _ = writeln!(s, "# init mscratch = {:#018x}", self.init_reg(30));
-        let mut last_unit = usize::MAX;
+        let mut last_unit = None;
         for ins in &self.insns {
-            let tag = if ins.body {
-                if ins.unit != last_unit {
+            let tag = match ins.unit {
+                Some(u) if ins.unit != last_unit => {
                     last_unit = ins.unit;
-                    format!("u{}", ins.unit)
-                } else {
-                    String::new()
+                    format!("u{u}")
                 }
-            } else {
-                String::new()
+                _ => String::new(),
             };
-            let _ = writeln!(
-                s,
-                "{:x}: {:08x}  {:<40} {:>5} {}",
-                ins.addr,
-                ins.word,
-                disasm(ins.word, ins.addr),
-                tag,
-                ins.note
-            );
+            let _ = writeln!(s, "{:<52} {:>5} {}", ins.text(), tag, ins.note);
         }
         s
     }
@@ -1470,25 +1105,20 @@ impl Program {
     /// The instructions of body unit `u`, one per line.
     pub fn unit_text(&self, u: usize) -> String {
         let mut s = String::new();
-        for ins in self.insns.iter().filter(|i| i.body && i.unit == u) {
+        for ins in self.insns.iter().filter(|i| i.unit == Some(u)) {
             let _ = writeln!(s, "  {}", Self::describe(ins));
         }
         s
     }
 
-    fn body_insn_at(&self, pc: u64) -> Option<&InsnInfo> {
-        if pc < BASE || pc % 4 != 0 {
-            return None;
-        }
-        self.insns.get(((pc - BASE) / 4) as usize)
+    fn body_insn_at(&self, pc: u64) -> Option<&Insn> {
+        Asm::insn_at(&self.insns, pc).filter(|i| i.unit.is_some())
     }
 
-    fn describe(ins: &InsnInfo) -> String {
+    fn describe(ins: &Insn) -> String {
         format!(
-            "{:#x}: {:08x} {} (unit {}){}",
-            ins.addr,
-            ins.word,
-            disasm(ins.word, ins.addr),
+            "{} (unit {:?}){}",
+            ins.text(),
             ins.unit,
             if ins.note.is_empty() {
                 String::new()
@@ -1513,11 +1143,11 @@ impl Program {
             "first differing line {}:\n  qemu:    {r}\n  vcpulab: {o}\n",
             idx + 1
         );
-        let body: Vec<&InsnInfo> = self.insns.iter().filter(|i| i.body).collect();
+        let body: Vec<&Insn> = self.insns.iter().filter(|i| i.unit.is_some()).collect();
         if idx < REG_LINES {
             let reg = idx + 1;
             if reg <= 30 {
-                let writers: Vec<&&InsnInfo> =
+                let writers: Vec<&&Insn> =
                     body.iter().filter(|i| i.rd == Some(reg as u8)).collect();
                 let _ = writeln!(
                     s,
@@ -1534,7 +1164,7 @@ impl Program {
                     "mscratch; initial {:#018x}; CSR ops on it:",
                     self.init_reg(30)
                 );
-                let ops: Vec<&&InsnInfo> = body
+                let ops: Vec<&&Insn> = body
                     .iter()
                     .filter(|i| i.word & 0x7f == OP_SYSTEM && i.word >> 20 == CSR_MSCRATCH)
                     .collect();
@@ -1554,7 +1184,7 @@ impl Program {
                 "data doubleword at {addr:#x} (offset {:#x}); body instructions writing it:",
                 addr - DATA
             );
-            let ws: Vec<&&InsnInfo> = body
+            let ws: Vec<&&Insn> = body
                 .iter()
                 .filter(|i| matches!(i.mem_write, Some((a, l)) if a < addr + 8 && addr < a + l))
                 .collect();
@@ -1581,46 +1211,12 @@ impl Program {
     }
 }
 
-/// A minimal ELF64 little-endian RISC-V ET_EXEC with one PT_LOAD RWX segment.
-pub fn elf64_exec(entry: u64, vaddr: u64, seg: &[u8]) -> Vec<u8> {
-    const SEG_OFF: u64 = 0x1000;
-    let mut f = Vec::with_capacity(SEG_OFF as usize + seg.len());
-    // e_ident
-    f.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&2u16.to_le_bytes()); // e_type = ET_EXEC
-    f.extend_from_slice(&243u16.to_le_bytes()); // e_machine = EM_RISCV
-    f.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    f.extend_from_slice(&entry.to_le_bytes()); // e_entry
-    f.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-    f.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    f.extend_from_slice(&0u32.to_le_bytes()); // e_flags (soft-float ABI, no RVC)
-    f.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
-    f.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
-    f.extend_from_slice(&1u16.to_le_bytes()); // e_phnum
-    f.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
-    f.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
-    f.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-    // program header
-    f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    f.extend_from_slice(&7u32.to_le_bytes()); // PF_R | PF_W | PF_X
-    f.extend_from_slice(&SEG_OFF.to_le_bytes()); // p_offset
-    f.extend_from_slice(&vaddr.to_le_bytes()); // p_vaddr
-    f.extend_from_slice(&vaddr.to_le_bytes()); // p_paddr
-    f.extend_from_slice(&(seg.len() as u64).to_le_bytes()); // p_filesz
-    f.extend_from_slice(&(seg.len() as u64).to_le_bytes()); // p_memsz
-    f.extend_from_slice(&0x1000u64.to_le_bytes()); // p_align
-    f.resize(SEG_OFF as usize, 0);
-    f.extend_from_slice(seg);
-    f
-}
-
-#[cfg(test)]
-mod randprog_tests {
+/// Self-checks of the generator (run as a test by the random differential test).
+pub mod self_tests {
     use super::*;
 
-    #[test]
-    fn generator_is_deterministic_per_seed() {
+    /// A self-check.
+    pub fn generator_is_deterministic_per_seed() {
         for seed in [0u64, 1, 0xdead_beef, u64::MAX] {
             let a = Program::generate(seed);
             let b = Program::generate(seed);
@@ -1631,8 +1227,8 @@ mod randprog_tests {
         assert_ne!(Program::generate(1).image, Program::generate(2).image);
     }
 
-    #[test]
-    fn encodings_round_trip_through_disasm() {
+    /// A self-check.
+    pub fn encodings_round_trip_through_disasm() {
         assert_eq!(
             disasm(r_type(0x20, 3, 2, 0, 1, OP_OP), BASE),
             "sub x1, x2, x3"
@@ -1658,5 +1254,28 @@ mod randprog_tests {
         assert_eq!(((hi as i64) << 12) + lo, 0x800);
         let (hi, lo) = hi_lo(-0x801);
         assert_eq!(sext((hi as u64) << 12, 32) + lo, -0x801);
+    }
+}
+
+/// All self-checks of the generator.
+pub fn self_test() {
+    self_tests::generator_is_deterministic_per_seed();
+    self_tests::encodings_round_trip_through_disasm();
+    for isa in [Isa::C, Isa::ZB, Isa::FULL] {
+        let o = GenOptions {
+            isa,
+            ..GenOptions::default()
+        };
+        for seed in [0u64, 7, 0xdead_beef] {
+            let a = Program::generate_with(seed, usize::MAX, o);
+            let b = Program::generate_with(seed, usize::MAX, o);
+            assert_eq!(a.image, b.image, "{isa:?} seed {seed:#x}");
+            if isa.c {
+                assert!(
+                    a.insns.iter().any(|i| i.rvc.is_some()),
+                    "{isa:?}: no RVC instruction"
+                );
+            }
+        }
     }
 }

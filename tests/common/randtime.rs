@@ -48,12 +48,9 @@
 //! the finisher.
 #![allow(dead_code)]
 
-use super::randprog::{
-    SplitMix64, b_imm, disasm, elf64_exec, hi_lo, i_type, j_imm, program_seed, r_type, s_type,
-};
+use super::asm::*;
 use std::fmt::Write as _;
 
-pub const BASE: u64 = 0x8000_0000;
 pub const CODE_LIMIT: u64 = 0x8000_8000;
 pub const RODATA: u64 = 0x8000_8000;
 const RO_ACTIONS: u64 = RODATA; // up to 64 * 8
@@ -66,13 +63,9 @@ pub const HLOG_MAX: u64 = 256;
 pub const BLOG: u64 = 0x8000_C000;
 pub const BLOG_MAX: usize = 1024;
 pub const SAVE: u64 = 0x8000_E000;
-pub const END: u64 = 0x8000_F000;
-
-const CLINT: u64 = 0x0200_0000;
-const MTIMECMP: u64 = 0x0200_4000;
-const MTIME: u64 = 0x0200_BFF8;
-const UART: u64 = 0x1000_0000;
-const FINISHER: u64 = 0x0010_0000;
+/// 4 KiB scratch region the memory loops walk (random initial bytes).
+pub const SCRATCH: u64 = 0x8000_F000;
+pub const END: u64 = 0x8001_0000;
 
 // handler save area offsets
 const HS_X28: i64 = 0;
@@ -90,32 +83,6 @@ pub const MAX_ACTIONS: usize = 48;
 /// Number of value lines the epilogue prints first: x1..x27, time, mtimecmp, mtime.
 pub const VALUE_LINES: usize = 30;
 
-const OP_LOAD: u32 = 0x03;
-const OP_IMM: u32 = 0x13;
-const OP_AUIPC: u32 = 0x17;
-const OP_IMM32: u32 = 0x1b;
-const OP_STORE: u32 = 0x23;
-const OP_OP: u32 = 0x33;
-const OP_LUI: u32 = 0x37;
-const OP_OP32: u32 = 0x3b;
-const OP_BRANCH: u32 = 0x63;
-const OP_JALR: u32 = 0x67;
-const OP_JAL: u32 = 0x6f;
-const OP_SYSTEM: u32 = 0x73;
-
-const CSR_MSTATUS: u32 = 0x300;
-const CSR_MIE: u32 = 0x304;
-const CSR_MTVEC: u32 = 0x305;
-const CSR_MSCRATCH: u32 = 0x340;
-const CSR_MEPC: u32 = 0x341;
-const CSR_MCAUSE: u32 = 0x342;
-const CSR_MIP: u32 = 0x344;
-const CSR_TIME: u32 = 0xc01;
-
-const WFI: u32 = 0x1050_0073;
-const MRET: u32 = 0x3020_0073;
-const ECALL: u32 = 0x0000_0073;
-
 // registers
 const RA: u8 = 1;
 const CL: u8 = 20; // CLINT base
@@ -131,231 +98,9 @@ const X29: u8 = 29;
 const X30: u8 = 30;
 const X31: u8 = 31;
 
-/// Disassembly with the words `randprog::disasm` does not know (wfi, CSR names).
+/// Disassembly (the shared disassembler knows wfi and the CSR names).
 pub fn disasm_t(w: u32, pc: u64) -> String {
-    if w == WFI {
-        return "wfi".into();
-    }
-    let s = disasm(w, pc);
-    if w & 0x7f == OP_SYSTEM && (w >> 12) & 7 != 0 {
-        let name = match w >> 20 {
-            CSR_TIME => "time",
-            CSR_MIE => "mie",
-            CSR_MIP => "mip",
-            CSR_MSTATUS => "mstatus",
-            _ => return s,
-        };
-        return s.replace(&format!("{:#x}", w >> 20), name);
-    }
-    s
-}
-
-// ---------------------------------------------------------------------------
-// Assembler
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Label(usize);
-
-#[derive(Clone, Copy, Debug)]
-enum Fix {
-    Branch,
-    Jal,
-    AuipcAddi,
-}
-
-/// What one emitted word is, for listings and failure reports.
-#[derive(Clone, Debug)]
-pub struct Word {
-    pub addr: u64,
-    pub word: u32,
-    /// Body unit (generation index) the word belongs to.
-    pub unit: Option<usize>,
-    pub note: String,
-}
-
-struct Asm {
-    words: Vec<u32>,
-    info: Vec<Word>,
-    labels: Vec<Option<usize>>,
-    fixups: Vec<(usize, Fix, Label)>,
-    unit: Option<usize>,
-}
-
-impl Asm {
-    fn new() -> Self {
-        Asm {
-            words: Vec::new(),
-            info: Vec::new(),
-            labels: Vec::new(),
-            fixups: Vec::new(),
-            unit: None,
-        }
-    }
-    fn pc(&self) -> u64 {
-        BASE + 4 * self.words.len() as u64
-    }
-    fn label(&mut self) -> Label {
-        self.labels.push(None);
-        Label(self.labels.len() - 1)
-    }
-    fn bind(&mut self, l: Label) {
-        assert!(self.labels[l.0].is_none());
-        self.labels[l.0] = Some(self.words.len());
-    }
-    fn here(&mut self) -> Label {
-        let l = self.label();
-        self.bind(l);
-        l
-    }
-    fn emit(&mut self, w: u32) {
-        let addr = self.pc();
-        self.words.push(w);
-        self.info.push(Word {
-            addr,
-            word: w,
-            unit: self.unit,
-            note: String::new(),
-        });
-    }
-    fn note(&mut self, n: &str) {
-        self.info.last_mut().unwrap().note = n.to_string();
-    }
-    fn addi(&mut self, rd: u8, rs1: u8, imm: i64) {
-        self.emit(i_type(imm, rs1, 0, rd, OP_IMM));
-    }
-    fn andi(&mut self, rd: u8, rs1: u8, imm: i64) {
-        self.emit(i_type(imm, rs1, 7, rd, OP_IMM));
-    }
-    fn slli(&mut self, rd: u8, rs1: u8, sh: u32) {
-        self.emit(i_type(sh as i64, rs1, 1, rd, OP_IMM));
-    }
-    fn srli(&mut self, rd: u8, rs1: u8, sh: u32) {
-        self.emit(i_type(sh as i64, rs1, 5, rd, OP_IMM));
-    }
-    fn add(&mut self, rd: u8, rs1: u8, rs2: u8) {
-        self.emit(r_type(0, rs2, rs1, 0, rd, OP_OP));
-    }
-    fn sub(&mut self, rd: u8, rs1: u8, rs2: u8) {
-        self.emit(r_type(0x20, rs2, rs1, 0, rd, OP_OP));
-    }
-    fn or(&mut self, rd: u8, rs1: u8, rs2: u8) {
-        self.emit(r_type(0, rs2, rs1, 6, rd, OP_OP));
-    }
-    fn srl(&mut self, rd: u8, rs1: u8, rs2: u8) {
-        self.emit(r_type(0, rs2, rs1, 5, rd, OP_OP));
-    }
-    fn lui(&mut self, rd: u8, hi20: u32) {
-        self.emit((hi20 & 0xf_ffff) << 12 | (rd as u32) << 7 | OP_LUI);
-    }
-    fn auipc(&mut self, rd: u8, hi20: u32) {
-        self.emit((hi20 & 0xf_ffff) << 12 | (rd as u32) << 7 | OP_AUIPC);
-    }
-    /// Load a 32-bit signed constant.
-    fn li32(&mut self, rd: u8, v: i32) {
-        let (hi, lo) = hi_lo(v as i64);
-        if hi != 0 {
-            self.lui(rd, hi);
-            if lo != 0 {
-                self.emit(i_type(lo, rd, 0, rd, OP_IMM32)); // addiw
-            }
-        } else {
-            self.addi(rd, 0, lo);
-        }
-    }
-    /// rd = absolute address (PC-relative).
-    fn la(&mut self, rd: u8, addr: u64) {
-        let (hi, lo) = hi_lo(addr.wrapping_sub(self.pc()) as i64);
-        self.auipc(rd, hi);
-        self.addi(rd, rd, lo);
-    }
-    fn la_label(&mut self, rd: u8, l: Label) {
-        let idx = self.words.len();
-        self.auipc(rd, 0);
-        self.addi(rd, rd, 0);
-        self.fixups.push((idx, Fix::AuipcAddi, l));
-    }
-    fn load(&mut self, f3: u32, rd: u8, off: i64, rs1: u8) {
-        self.emit(i_type(off, rs1, f3, rd, OP_LOAD));
-    }
-    fn ld(&mut self, rd: u8, off: i64, rs1: u8) {
-        self.load(3, rd, off, rs1);
-    }
-    fn lbu(&mut self, rd: u8, off: i64, rs1: u8) {
-        self.load(4, rd, off, rs1);
-    }
-    fn store(&mut self, f3: u32, rs2: u8, off: i64, rs1: u8) {
-        self.emit(s_type(off, rs2, rs1, f3, OP_STORE));
-    }
-    fn sd(&mut self, rs2: u8, off: i64, rs1: u8) {
-        self.store(3, rs2, off, rs1);
-    }
-    fn sw(&mut self, rs2: u8, off: i64, rs1: u8) {
-        self.store(2, rs2, off, rs1);
-    }
-    fn sb(&mut self, rs2: u8, off: i64, rs1: u8) {
-        self.store(0, rs2, off, rs1);
-    }
-    /// csrrw/csrrs/csrrc (f3 1..3) or the immediate forms (f3 5..7).
-    fn csr(&mut self, f3: u32, rd: u8, csr: u32, rs1_or_uimm: u8) {
-        self.emit(csr << 20 | (rs1_or_uimm as u32) << 15 | f3 << 12 | (rd as u32) << 7 | OP_SYSTEM);
-    }
-    fn csrr(&mut self, rd: u8, csr: u32) {
-        self.csr(2, rd, csr, 0);
-    }
-    fn csrw(&mut self, csr: u32, rs1: u8) {
-        self.csr(1, 0, csr, rs1);
-    }
-    fn branch(&mut self, f3: u32, rs1: u8, rs2: u8, l: Label) {
-        let idx = self.words.len();
-        self.emit(r_type(0, rs2, rs1, f3, 0, OP_BRANCH));
-        self.fixups.push((idx, Fix::Branch, l));
-    }
-    fn beq(&mut self, rs1: u8, rs2: u8, l: Label) {
-        self.branch(0, rs1, rs2, l)
-    }
-    fn bne(&mut self, rs1: u8, rs2: u8, l: Label) {
-        self.branch(1, rs1, rs2, l)
-    }
-    fn blt(&mut self, rs1: u8, rs2: u8, l: Label) {
-        self.branch(4, rs1, rs2, l)
-    }
-    fn bgeu(&mut self, rs1: u8, rs2: u8, l: Label) {
-        self.branch(7, rs1, rs2, l)
-    }
-    fn jal(&mut self, rd: u8, l: Label) {
-        let idx = self.words.len();
-        self.emit((rd as u32) << 7 | OP_JAL);
-        self.fixups.push((idx, Fix::Jal, l));
-    }
-    fn j(&mut self, l: Label) {
-        self.jal(0, l)
-    }
-    fn ret(&mut self) {
-        self.emit(i_type(0, RA, 0, 0, OP_JALR));
-    }
-    fn align(&mut self, bytes: u64) {
-        while self.pc() % bytes != 0 {
-            self.addi(0, 0, 0);
-        }
-    }
-    fn finish(&mut self) {
-        for &(idx, fix, l) in &self.fixups {
-            let target = self.labels[l.0].expect("unbound label");
-            let off = (target as i64 - idx as i64) * 4;
-            match fix {
-                Fix::Branch => self.words[idx] |= b_imm(off),
-                Fix::Jal => self.words[idx] |= j_imm(off),
-                Fix::AuipcAddi => {
-                    let (hi, lo) = hi_lo(off);
-                    self.words[idx] |= hi << 12;
-                    self.words[idx + 1] |= ((lo as u32) & 0xfff) << 20;
-                }
-            }
-        }
-        for (i, w) in self.words.iter().enumerate() {
-            self.info[i].word = *w;
-        }
-    }
+    disasm(w, pc)
 }
 
 // ---------------------------------------------------------------------------
@@ -417,7 +162,9 @@ pub struct Program {
     /// Generation indices of the units present (all `0..shape.units`, or a subset).
     pub kept: Vec<usize>,
     pub image: Vec<u8>,
-    pub words: Vec<Word>,
+    pub words: Vec<Insn>,
+    /// The extensions it was generated for (`-cpu` / `--cpu` of both machines).
+    pub isa: Isa,
 }
 
 /// Generator switches. Everything is on by default except writes to
@@ -428,6 +175,14 @@ pub struct Program {
 pub struct GenOptions {
     /// Writes to `mcountinhibit` (QEMU 7.2's inhibit semantics are quirky).
     pub mcountinhibit: bool,
+    /// No loops with faults off the end of RAM (`loop_fault_unit`); they
+    /// are generated by default (`false` here).
+    pub no_fault_loops: bool,
+    /// No loops over the scratch region and MMIO (`loop_mem_unit`).
+    pub no_mem_loops: bool,
+    /// The extensions the program uses (C: compressed encodings; Zb*: their
+    /// instructions among the ALU ops).
+    pub isa: Isa,
 }
 
 struct Gen {
@@ -518,10 +273,15 @@ fn emit_add_imm(a: &mut Asm, rd: u8, imm: i64, tmp: u8) {
 }
 
 /// A random ALU instruction on x1..x19 (reads may also use x22 = time).
-fn alu_word(rng: &mut SplitMix64) -> u32 {
+fn alu_word(rng: &mut SplitMix64, isa: Isa) -> u32 {
     let rd = rand_reg(rng);
     let rs1 = if rng.chance(10) { TV } else { rand_reg(rng) };
     let rs2 = rand_reg(rng);
+    if rng.chance(25) {
+        if let Some(w) = isa.zb_insn(rng, rd, rs1, rs2) {
+            return w;
+        }
+    }
     match rng.below(10) {
         0..=4 => {
             let (f7, f3, op) = rng.pick(&[
@@ -576,30 +336,32 @@ impl Gen {
     fn unit(&mut self, a: &mut Asm) {
         a.addi(STEP, STEP, 1);
         let w = [
-            14, // 0 ALU
-            14, // 1 time read
-            10, // 2 arm mtimecmp
-            3,  // 3 disarm
-            8,  // 4 mstatus.MIE
-            6,  // 5 mie
-            10, // 6 loop
-            8,  // 7 wfi
-            4,  // 8 poll mip
-            5,  // 9 UART scratch
-            5,  // 10 msip
-            4,  // 11 ecall
-            3,  // 12 mtimecmp read
-            6,  // 13 exception (decode-time or restore-path)
-            3,  // 14 mtime write
-            5,  // 15 cycle/instret counters
-            4,  // 16 long straight-line block (maybe a wfi inside)
-            3,  // 17 stale QEMU timer + wfi
-            3,  // 18 wfi in a loop
+            14,                                           // 0 ALU
+            14,                                           // 1 time read
+            10,                                           // 2 arm mtimecmp
+            3,                                            // 3 disarm
+            8,                                            // 4 mstatus.MIE
+            6,                                            // 5 mie
+            10,                                           // 6 loop
+            8,                                            // 7 wfi
+            4,                                            // 8 poll mip
+            5,                                            // 9 UART scratch
+            5,                                            // 10 msip
+            4,                                            // 11 ecall
+            3,                                            // 12 mtimecmp read
+            6, // 13 exception (decode-time or restore-path)
+            3, // 14 mtime write
+            5, // 15 cycle/instret counters
+            4, // 16 long straight-line block (maybe a wfi inside)
+            3, // 17 stale QEMU timer + wfi
+            3, // 18 wfi in a loop
+            if self.opts.no_fault_loops { 0 } else { 5 }, // 19 loop with faults off the end of RAM
+            if self.opts.no_mem_loops { 0 } else { 5 }, // 20 loop over memory and MMIO
         ];
         match self.rng.weighted(&w) {
             0 => {
                 for _ in 0..self.rng.range(1, 4) {
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
             }
@@ -676,7 +438,7 @@ impl Gen {
                 a.note("UART scratch write");
                 if self.rng.chance(60) {
                     for _ in 0..self.rng.below(3) {
-                        let w = alu_word(&mut self.rng);
+                        let w = alu_word(&mut self.rng, self.opts.isa);
                         a.emit(w);
                     }
                     a.lbu(TV, 7, UA);
@@ -716,7 +478,7 @@ impl Gen {
                 // (cpu_loop_exit_restore), but not for ecall/ebreak/illegal
                 // encodings (plain cpu_loop_exit at the end of the TB)
                 for _ in 0..self.rng.below(4) {
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
                 let (w, what) = match self.rng.below(9) {
@@ -748,7 +510,7 @@ impl Gen {
                 a.emit(w);
                 a.note(&format!("traps: {what}"));
                 for _ in 0..self.rng.below(4) {
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
             }
@@ -846,7 +608,7 @@ impl Gen {
                     if wfi_at == Some(i) {
                         a.emit(WFI);
                     }
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
                 if wfi_at.is_some() {
@@ -873,12 +635,12 @@ impl Gen {
                 a.addi(TA, 0, 0x80);
                 a.csr(2, 0, CSR_MIE, TA);
                 for _ in 0..self.rng.below(60) {
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
                 a.emit(WFI);
                 for _ in 0..self.rng.below(60) {
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
                 a.csr(2, TV, CSR_TIME, 0);
@@ -901,12 +663,12 @@ impl Gen {
                 a.lui(TA, (MTIMECMP >> 12) as u32);
                 a.sd(TV, 0, TA);
                 for _ in 0..self.rng.below(4) {
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
                 a.emit(WFI);
                 for _ in 0..self.rng.below(4) {
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
                 a.addi(LC, LC, -1);
@@ -917,8 +679,118 @@ impl Gen {
                 a.andi(TB, TB, 8);
                 a.csr(2, 0, CSR_MSTATUS, TB);
             }
+            19 => self.loop_fault_unit(a),
+            20 => self.loop_mem_unit(a),
             _ => unreachable!(),
         }
+    }
+
+    /// Read an instruction or time counter into x22 and log it (after a
+    /// loop: how many instructions it retired, how much time it took).
+    fn log_counter(&mut self, a: &mut Asm) {
+        let c = self.rng.pick(&[
+            CSR_MINSTRET,
+            CSR_MINSTRET,
+            CSR_INSTRET,
+            CSR_MCYCLE,
+            CSR_CYCLE,
+            CSR_TIME,
+        ]);
+        a.csrr(TV, c);
+        a.note("counter after a loop");
+        self.log_tv(a);
+    }
+
+    /// A counted loop whose block branches to its own start, with a load,
+    /// store or AMO through a pointer that walks off the end of RAM: the last
+    /// passes take access faults (the handler skips the instruction). Then
+    /// 0..=10 ALU ops and a read of minstret/instret/mcycle/cycle/time: every
+    /// pass before a fault must have been counted.
+    fn loop_fault_unit(&mut self, a: &mut Asm) {
+        if self.rng.chance(50) {
+            a.csrw(CSR_MINSTRET, 0);
+            a.note("minstret = 0");
+        }
+        let m = self.rng.range(0, 6);
+        let f = self.rng.range(1, 3);
+        a.la(TA, RAM_END - 8 * m as u64);
+        a.li32(LC, (m + f) as i32);
+        a.note(&format!(
+            "loop x{}: x23 walks off the end of RAM after {m} passes",
+            m + f
+        ));
+        let top = a.here();
+        a.addi(STEP, STEP, 1);
+        for _ in 0..self.rng.below(3) {
+            let w = alu_word(&mut self.rng, self.opts.isa);
+            a.emit(w);
+        }
+        let r = rand_reg(&mut self.rng);
+        match self.rng.below(6) {
+            0 | 1 => a.sd(r, 0, TA),
+            2 => a.sw(r, 0, TA),
+            3 => a.ld(r, 0, TA),
+            4 => a.load(4, r, 0, TA),
+            _ => {
+                let rs2 = rand_reg(&mut self.rng);
+                a.emit(r_type(0, rs2, TA, 3, r, OP_AMO)); // amoadd.d
+            }
+        }
+        a.note("faults past the end of RAM");
+        for _ in 0..self.rng.below(3) {
+            let w = alu_word(&mut self.rng, self.opts.isa);
+            a.emit(w);
+        }
+        a.addi(TA, TA, 8);
+        a.addi(LC, LC, -1);
+        a.bne(LC, 0, top);
+        for _ in 0..self.rng.range(0, 10) {
+            let w = alu_word(&mut self.rng, self.opts.isa);
+            a.emit(w);
+        }
+        self.log_counter(a);
+    }
+
+    /// A counted loop over the scratch region (loads, stores, a pointer
+    /// walking it) and MMIO (UART scratch, mtime folded into a register,
+    /// mtimecmp armed far ahead), then a counter read.
+    fn loop_mem_unit(&mut self, a: &mut Asm) {
+        let n = self.rng.range(1, 300);
+        a.la(TB, SCRATCH);
+        a.li32(LC, n as i32);
+        a.note(&format!("loop x{n} over memory and MMIO"));
+        let top = a.here();
+        a.addi(STEP, STEP, 1);
+        for _ in 0..self.rng.range(1, 5) {
+            let r = rand_reg(&mut self.rng);
+            match self.rng.below(8) {
+                0 => a.ld(r, 0, TB),
+                1 => a.sd(r, 8, TB),
+                2 => a.load(2, r, 4, TB),
+                3 => a.sb(r, 7, UA),
+                4 => a.lbu(r, 7, UA),
+                5 => {
+                    emit_time_read(a, TimeRead::Mmio64, TV, TA);
+                    a.add(r, r, TV);
+                }
+                6 if self.rng.chance(30) => {
+                    // far ahead: cannot fire during the loop
+                    emit_time_read(a, TimeRead::Rdtime, TV, TA);
+                    emit_add_imm(a, TV, 1_000_000, TA);
+                    a.lui(TA, (MTIMECMP >> 12) as u32);
+                    a.sd(TV, 0, TA);
+                    a.note("mtimecmp far ahead");
+                }
+                _ => {
+                    let w = alu_word(&mut self.rng, self.opts.isa);
+                    a.emit(w);
+                }
+            }
+        }
+        a.addi(TB, TB, 8);
+        a.addi(LC, LC, -1);
+        a.bne(LC, 0, top);
+        self.log_counter(a);
     }
 
     fn loop_unit(&mut self, a: &mut Asm) {
@@ -945,9 +817,11 @@ impl Gen {
                     let r = rand_reg(&mut self.rng);
                     a.sb(r, 7, UA);
                 }
-                2 if n <= 20 => a.emit(ECALL),
+                2 if n <= 20 => {
+                    a.emit(ECALL);
+                }
                 _ => {
-                    let w = alu_word(&mut self.rng);
+                    let w = alu_word(&mut self.rng, self.opts.isa);
                     a.emit(w);
                 }
             }
@@ -955,6 +829,9 @@ impl Gen {
         a.addi(LC, LC, -1);
         a.bne(LC, 0, top);
         a.note(&format!("loop x{n}"));
+        if self.rng.chance(40) {
+            self.log_counter(a);
+        }
     }
 
     fn wfi_unit(&mut self, a: &mut Asm) {
@@ -974,7 +851,7 @@ impl Gen {
             a.csr(2, 0, CSR_MIE, TA);
             a.emit(WFI);
             for _ in 0..self.rng.below(6) {
-                let w = alu_word(&mut self.rng);
+                let w = alu_word(&mut self.rng, self.opts.isa);
                 a.emit(w);
             }
             let k = self.time_read_kind();
@@ -1020,7 +897,7 @@ impl Gen {
             a.csr(2, 0, CSR_MIE, TA);
             a.emit(WFI);
             for _ in 0..self.rng.below(6) {
-                let w = alu_word(&mut self.rng);
+                let w = alu_word(&mut self.rng, self.opts.isa);
                 a.emit(w);
             }
             if self.rng.chance(70) {
@@ -1095,7 +972,7 @@ impl Program {
             None => (0..units).collect(),
         };
 
-        let mut a = Asm::new();
+        let mut a = Asm::new(opts.isa.c);
         let handler = a.label();
         let vtable = a.label();
 
@@ -1150,20 +1027,19 @@ impl Program {
         for &i in &kept {
             g.rng = SplitMix64::new(unit_seed(seed, i));
             a.unit = Some(i);
-            let start = a.words.len();
+            let start = a.next_index();
             g.unit(&mut a);
-            a.info[start].note = if a.info[start].note.is_empty() {
+            a.insns[start].note = if a.insns[start].note.is_empty() {
                 format!("--- unit {i}")
             } else {
-                format!("--- unit {i}; {}", a.info[start].note)
+                format!("--- unit {i}; {}", a.insns[start].note)
             };
         }
         a.unit = None;
 
         // --- epilogue -------------------------------------------------------
-        let putc = a.label();
-        let puts = a.label();
-        let puthex = a.label();
+        let pr = Print::new(&mut a);
+        let (putc, puts, puthex) = (pr.putc, pr.puts, pr.puthex);
         // save x1..x27 (x31 is the handler's; use x30 as the base)
         a.la(X30, SAVE);
         for r in 1..=27u8 {
@@ -1265,63 +1141,8 @@ impl Program {
         a.jal(RA, puthex);
         a.la(A0, RO_STR + 96);
         a.jal(RA, puts);
-        a.li32(T0, FINISHER as i32);
-        a.li32(T1, 0x5555);
-        a.sw(T1, 0, T0);
-        let hang = a.here();
-        a.j(hang);
-
-        // putc(a0): poll LSR.THRE, write THR. Clobbers t0, t1.
-        a.bind(putc);
-        a.li32(T0, UART as i32);
-        let poll = a.here();
-        a.lbu(T1, 5, T0);
-        a.andi(T1, T1, 0x20);
-        a.beq(T1, 0, poll);
-        a.sb(A0, 0, T0);
-        a.ret();
-
-        // puts(a0): NUL-terminated string. Clobbers a0, a3, t0, t1.
-        a.bind(puts);
-        a.li32(T0, UART as i32);
-        let sloop = a.here();
-        let sdone = a.label();
-        a.lbu(A3, 0, A0);
-        a.beq(A3, 0, sdone);
-        let poll = a.here();
-        a.lbu(T1, 5, T0);
-        a.andi(T1, T1, 0x20);
-        a.beq(T1, 0, poll);
-        a.sb(A3, 0, T0);
-        a.addi(A0, A0, 1);
-        a.j(sloop);
-        a.bind(sdone);
-        a.ret();
-
-        // puthex(a0 value, a1 digits). Clobbers a2, a3, a4, t0, t1.
-        a.bind(puthex);
-        a.li32(T0, UART as i32);
-        a.slli(A2, A1, 2);
-        let hloop = a.here();
-        a.addi(A2, A2, -4);
-        a.srl(A3, A0, A2);
-        a.andi(A3, A3, 15);
-        a.addi(A4, A3, -10);
-        let digit = a.label();
-        let out = a.label();
-        a.blt(A4, 0, digit);
-        a.addi(A3, A3, 'a' as i64 - 10);
-        a.j(out);
-        a.bind(digit);
-        a.addi(A3, A3, '0' as i64);
-        a.bind(out);
-        let poll = a.here();
-        a.lbu(T1, 5, T0);
-        a.andi(T1, T1, 0x20);
-        a.beq(T1, 0, poll);
-        a.sb(A3, 0, T0);
-        a.bne(A2, 0, hloop);
-        a.ret();
+        Print::finish_pass(&mut a);
+        pr.emit(&mut a);
 
         // --- trap handler ---------------------------------------------------
         let common = a.label();
@@ -1400,9 +1221,7 @@ impl Program {
         a.addi(X28, 0, 8);
         a.bgeu(X30, X28, fail);
         a.bind(skip);
-        a.csrr(X28, CSR_MEPC);
-        a.addi(X28, X28, 4);
-        a.csrw(CSR_MEPC, X28);
+        emit_skip_mepc(&mut a, X28, X30);
         a.j(out);
         a.bind(intr);
         a.andi(X30, X30, 0xff);
@@ -1453,11 +1272,7 @@ impl Program {
         a.csr(1, X31, CSR_MSCRATCH, X31);
         a.emit(MRET);
         a.bind(fail);
-        a.lui(X28, (FINISHER >> 12) as u32);
-        a.li32(X29, 0x3333 | (3 << 16));
-        a.sw(X29, 0, X28);
-        let hang2 = a.here();
-        a.j(hang2);
+        Print::finish_fail(&mut a, 3, X28, X29);
 
         a.finish();
         assert!(a.pc() <= CODE_LIMIT, "code too large");
@@ -1465,9 +1280,7 @@ impl Program {
 
         // --- image ------------------------------------------------------------
         let mut image = vec![0u8; (END - BASE) as usize];
-        for (i, w) in a.words.iter().enumerate() {
-            image[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
-        }
+        a.write_code(&mut image);
         let put = |image: &mut Vec<u8>, addr: u64, bytes: &[u8]| {
             let o = (addr - BASE) as usize;
             image[o..o + bytes.len()].copy_from_slice(bytes);
@@ -1491,13 +1304,18 @@ impl Program {
         put(&mut image, RO_STR + 32, b"traps \0");
         put(&mut image, RO_STR + 64, b"timer irqs \0");
         put(&mut image, RO_STR + 96, b"\nend\n\0");
+        let mut fill = SplitMix64::new(seed ^ 0x7363_7261_7463_6821);
+        for k in (0..0x1000).step_by(8) {
+            put(&mut image, SCRATCH + k, &fill.next_u64().to_le_bytes());
+        }
 
         Program {
             seed,
             shape,
             kept,
             image,
-            words: a.info,
+            words: a.insns,
+            isa: opts.isa,
         }
     }
 
@@ -1509,21 +1327,15 @@ impl Program {
     /// A listing of the code: address, word, disassembly, unit and notes.
     pub fn listing(&self) -> String {
         let mut s = format!(
-            "# seed {:#018x}, units {:?} of {}\n# {:?}\n",
+            "# seed {:#018x}, -cpu {}, units {:?} of {}\n# {:?}\n",
             self.seed,
+            self.isa.cpu(),
             self.kept.len(),
             self.shape.units,
             self.shape
         );
         for w in &self.words {
-            let _ = writeln!(
-                s,
-                "{:x}: {:08x}  {:<36} {}",
-                w.addr,
-                w.word,
-                disasm_t(w.word, w.addr),
-                w.note
-            );
+            let _ = writeln!(s, "{:<52} {}", w.text(), w.note);
         }
         s
     }
@@ -1532,13 +1344,7 @@ impl Program {
     pub fn unit_text(&self, u: usize) -> String {
         let mut s = String::new();
         for w in self.words.iter().filter(|w| w.unit == Some(u)) {
-            let _ = writeln!(
-                s,
-                "  {:x}: {:<36} {}",
-                w.addr,
-                disasm_t(w.word, w.addr),
-                w.note
-            );
+            let _ = writeln!(s, "  {:<52} {}", w.text(), w.note);
         }
         s
     }
@@ -1549,11 +1355,8 @@ impl Program {
     }
 
     /// The body word at `pc`, if any.
-    pub fn word_at(&self, pc: u64) -> Option<&Word> {
-        if pc < BASE || pc % 4 != 0 {
-            return None;
-        }
-        self.words.get(((pc - BASE) / 4) as usize)
+    pub fn word_at(&self, pc: u64) -> Option<&Insn> {
+        Asm::insn_at(&self.words, pc)
     }
 
     /// Explain the first differing output line between QEMU and vcpulab.
@@ -1591,12 +1394,12 @@ impl Program {
     }
 }
 
-#[cfg(test)]
-mod randtime_tests {
+/// Self-checks of the generator (run as a test by the random differential test).
+pub mod self_tests {
     use super::*;
 
-    #[test]
-    fn generator_is_deterministic_and_subsets_keep_units() {
+    /// A self-check.
+    pub fn generator_is_deterministic_and_subsets_keep_units() {
         for seed in [0u64, 1, 0xdead_beef, u64::MAX] {
             let a = Program::generate(seed, None);
             let b = Program::generate(seed, None);
@@ -1620,4 +1423,9 @@ mod randtime_tests {
             }
         }
     }
+}
+
+/// All self-checks of the generator.
+pub fn self_test() {
+    self_tests::generator_is_deterministic_and_subsets_keep_units();
 }
