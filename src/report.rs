@@ -13,6 +13,10 @@
 //!   "mips": 6.4, "peak_rss_bytes": 1234,
 //!   "icount": {"shift": 3, "shift_changes": [{"wall_ns": 0, "shift": 3}], …} | null,
 //!   "timers": {"fired": 5, "lateness_ns": {"p50":…, "p99":…, "p999":…, "max":…, "count":…}},
+//!   "bql": {"policy": "mmio", "lock": "parking_lot", "acquisitions": …, "contended": …,
+//!           "wait_ns_over": "contended acquisitions", "wait_ns": {…}, "hold_ns": {…},
+//!           "hold_sample": 64, "wanted_requests": 0,
+//!           "sites": [{"site", "acquisitions", "contended", "wait_ns_total", "hold_ns_total", "wait_ns_max"}]},
 //!   "vcpus": [{"hart": 0, "instructions": …, "pc": "0x80000010", "last_trap": {"cause": 2, "pc": "0x80000010"} | null, …}],
 //!   "host": {…}, "config": {"timeout_ns": …, "machine": {"memory_bytes": …, …}, …} }
 //! ```
@@ -64,6 +68,80 @@ impl Percentiles {
             p999: h.value_at_quantile(0.999),
             max: h.max(),
             count: h.len(),
+        }
+    }
+}
+
+/// The BQL: its policy and lock, and its profile over the whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BqlReport {
+    /// `--bql`.
+    pub policy: crate::bql::BqlPolicy,
+    /// `--bql-lock`.
+    pub lock: crate::bql::LockKind,
+    /// Every acquisition, contended or not.
+    pub acquisitions: u64,
+    /// Acquisitions whose first try failed.
+    pub contended: u64,
+    /// What `wait_ns` is over: always `"contended acquisitions"` (an
+    /// uncontended acquisition waits 0 and is not timed).
+    pub wait_ns_over: &'static str,
+    /// Wait of the contended acquisitions, ns.
+    pub wait_ns: Percentiles,
+    /// Hold times of the sampled acquisitions, ns.
+    pub hold_ns: Percentiles,
+    /// One acquisition in this many (per call site) had its hold timed.
+    pub hold_sample: u32,
+    /// Times a thread asked a vCPU holding the BQL while executing
+    /// (`always`) to let go.
+    pub wanted_requests: u64,
+    /// Per call site, merged over threads, largest total wait first.
+    pub sites: Vec<BqlSiteReport>,
+}
+
+/// One call site of the BQL.
+#[derive(Clone, Debug, Serialize)]
+pub struct BqlSiteReport {
+    /// `file:line`.
+    pub site: String,
+    /// All acquisitions there.
+    pub acquisitions: u64,
+    /// Contended ones.
+    pub contended: u64,
+    /// Total wait, ns.
+    pub wait_ns_total: u64,
+    /// Estimated total hold, ns (sampled mean × acquisitions).
+    pub hold_ns_total: u64,
+    /// Longest wait, ns.
+    pub wait_ns_max: u64,
+}
+
+impl BqlReport {
+    /// The report of `bql` under `policy`.
+    pub fn of(bql: &crate::bql::Bql, policy: crate::bql::BqlPolicy) -> BqlReport {
+        let snap = bql.profile().snapshot();
+        BqlReport {
+            policy,
+            lock: bql.kind(),
+            acquisitions: snap.acquisitions(),
+            contended: snap.contended(),
+            wait_ns_over: "contended acquisitions",
+            wait_ns: Percentiles::of(&snap.wait),
+            hold_ns: Percentiles::of(&snap.hold),
+            hold_sample: snap.hold_sample,
+            wanted_requests: bql.wanted_requests(),
+            sites: snap
+                .by_site(true, crate::bql::SortBy::TotalWait)
+                .into_iter()
+                .map(|s| BqlSiteReport {
+                    hold_ns_total: s.hold_ns_total(),
+                    site: s.site,
+                    acquisitions: s.acquisitions,
+                    contended: s.contended,
+                    wait_ns_total: s.wait_ns_total,
+                    wait_ns_max: s.wait_ns_max,
+                })
+                .collect(),
         }
     }
 }
@@ -251,6 +329,8 @@ pub struct RunReport {
     pub icount: Option<IcountReport>,
     /// Timers.
     pub timers: TimersReport,
+    /// The BQL and its profile.
+    pub bql: BqlReport,
     /// Per-vCPU figures.
     pub vcpus: Vec<VcpuReport>,
     /// Host facts.

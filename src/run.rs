@@ -331,6 +331,7 @@ pub fn run(
             handoff_ns: handoff.as_ref().map(Percentiles::of),
             bias_ns: ic.bias(),
         }),
+        bql: crate::report::BqlReport::of(&m.bql, m.config.bql.policy),
         timers: TimersReport {
             // Guest-visible callbacks: the iothread's, less its hand-off
             // timers, plus those run at the vCPUs' deadlines.

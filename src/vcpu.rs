@@ -240,11 +240,18 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
             }
             _ => u64::MAX,
         };
+        // Again here, after `take_exit_request` above: it may have consumed
+        // the kick of a thread that wants the BQL (which raised `wanted`
+        // before kicking, so this load sees it).
+        if held.is_some() && m.bql.wanted() > 0 {
+            release_bql(&m, &mut held);
+            continue;
+        }
         if always && held.is_none() {
             held = m.bql.lock_for_execution(hart);
             if held.is_none() {
                 // Someone asked for it while we took it: let them have it.
-                std::thread::yield_now();
+                m.bql.wait_until_not_wanted();
                 continue;
             }
         }
@@ -281,9 +288,7 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
 /// take it before this vCPU may ask for it again.
 fn release_bql(m: &Machine, held: &mut Option<BqlGuard<'_>>) {
     if held.take().is_some() {
-        while m.bql.wanted() > 0 && !m.run.shutdown_requested() {
-            std::thread::yield_now();
-        }
+        m.bql.wait_until_not_wanted();
     }
 }
 

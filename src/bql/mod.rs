@@ -94,6 +94,10 @@ pub struct Bql {
     holder: AtomicUsize,
     /// Asks vCPU `n` to leave guest code (set once by the machine).
     kick: OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
+    /// A vCPU that gave the BQL up for the threads that wanted it sleeps
+    /// here until they have all had it (`wanted` back to 0).
+    handed: parking_lot::Mutex<()>,
+    handed_cv: parking_lot::Condvar,
 }
 
 impl Default for Bql {
@@ -128,6 +132,8 @@ impl Bql {
             wanted_requests: AtomicU64::new(0),
             holder: AtomicUsize::new(NO_HOLDER),
             kick: OnceLock::new(),
+            handed: parking_lot::Mutex::new(()),
+            handed_cv: parking_lot::Condvar::new(),
         }
     }
 
@@ -152,7 +158,12 @@ impl Bql {
     #[inline]
     #[track_caller]
     pub fn lock_unless_held(&self) -> Option<BqlGuard<'_>> {
-        (!self.held_here()).then(|| self.lock())
+        // Not `then(|| …)`: a closure would become the call site.
+        if self.held_here() {
+            None
+        } else {
+            Some(self.lock())
+        }
     }
 
     /// Take the BQL to execute guest code as vCPU `vcpu` (`always`): while
@@ -256,8 +267,24 @@ impl Bql {
             }
         }
         let g = self.raw.lock();
-        self.wanted.fetch_sub(1, Ordering::SeqCst);
+        if self.wanted.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last one in: wake a vCPU waiting in `wait_until_not_wanted`
+            // (notified under the mutex it checks `wanted` under, so the
+            // wake-up cannot fall between its check and its sleep).
+            let _m = self.handed.lock();
+            self.handed_cv.notify_all();
+        }
         g
+    }
+
+    /// After giving the BQL up (`always`): sleep until every thread that
+    /// wanted it has had it, so that a barging lock does not hand it straight
+    /// back to this vCPU. The caller must not hold the BQL.
+    pub fn wait_until_not_wanted(&self) {
+        let mut m = self.handed.lock();
+        while self.wanted.load(Ordering::SeqCst) > 0 {
+            self.handed_cv.wait(&mut m);
+        }
     }
 }
 
