@@ -6,60 +6,16 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{guest, vcpulab_bin};
+use common::{RunOut, guest, run_with_limit, vcpulab_bin};
 
-/// What a run of the binary produced.
-struct Out {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-impl Out {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-/// Runs vcpulab with `args`, killing it after 30 s.
-fn run(args: &[&str]) -> Out {
-    use std::io::Read;
-    let mut child = Command::new(vcpulab_bin())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn vcpulab");
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("vcpulab {args:?} did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Out {
-        code: status.code(),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
+/// Runs vcpulab with `args`, killing it after 30 s (the shared bounded
+/// runner).
+fn run(args: &[&str]) -> RunOut {
+    let mut cmd = Command::new(vcpulab_bin());
+    cmd.args(args);
+    let r = run_with_limit(cmd, Duration::from_secs(30));
+    assert!(!r.timed_out, "vcpulab {args:?} did not finish within 30 s");
+    r
 }
 
 /// Exit status 2, a single `vcpulab: ...` line containing every `needle`.

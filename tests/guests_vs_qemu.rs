@@ -50,6 +50,8 @@ const GUESTS: &[qemu::Check] = &[
     ("csr_probe", csr_probe),
     ("csr_probe_two_harts", csr_probe_two_harts),
     ("smp_guests", smp_guests),
+    ("boot_layout", boot_layout),
+    ("device_tree_address", device_tree_address),
 ];
 
 /// The guests also compared at `-smp 2` and `-smp 3`, one per line.
@@ -516,6 +518,23 @@ fn smp_guests(q: &Qemu) {
         describe("vcpulab", &v)
     );
     assert_eq!(r.code, v.code);
+}
+
+/// ELFs linked the usual way (gcc's default linker script at
+/// `-Ttext=0x80000000`: the first LOAD segment starts below RAM; one has its
+/// e_entry elsewhere than the start of RAM): the same bytes as QEMU.
+fn boot_layout(q: &Qemu) {
+    for name in ["boot_regs", "entry_startup"] {
+        compare(q, name, &[]);
+    }
+}
+
+/// The device-tree address the reset ROM puts in a1, for several RAM sizes
+/// (QEMU 7.2 caps it at 0xbfe00000 from 1G up; 10.0 does not).
+fn device_tree_address(q: &Qemu) {
+    for mem in ["128M", "1G", "2G", "3G", "4G", "8G"] {
+        compare_with(q, "boot_regs", &[], &["-m", mem], &["--memory", mem]);
+    }
 }
 
 /// `spin` never stops by itself: vcpulab's `--timeout 1` must end it with 124.
