@@ -19,6 +19,8 @@
 //! | `info status` | `VM status: running` or `VM status: paused`, as QEMU prints it |
 //! | `info clocks` | the four clocks in ns; under icount the shift, bias and raw instruction count |
 //! | `info timers` | per clock: timers pending, the next expiry and its distance from now |
+//! | `info sync-profile [-m] [-n] [max]` | the BQL's profile, QEMU's QSP table (Type, Object, Call site, Wait Time (s), Count, Average (us)) plus hold time: at most `max` rows (10), sorted by total wait, or by mean wait with `-m`; `-n` does not coalesce lock objects sharing a call site |
+//! | `sync-profile [on\|off\|reset]` | switch the profile on or off, or count from now (without an argument: say whether it is on) |
 //! | `quit`, `q` | shut down with reason `quit`, exit status 0 |
 //!
 //! Anything else answers `unknown command: 'LINE'`; arguments after a command that takes
@@ -201,6 +203,8 @@ pub trait Vm {
     fn timers(&self) -> &TimerListGroup;
     /// Requests shutdown with reason `quit`, exit status 0, and wakes every vCPU.
     fn quit(&self);
+    /// The BQL's profile.
+    fn bql_profile(&self) -> &crate::bql::Profile;
 }
 
 impl Vm for Machine {
@@ -248,6 +252,10 @@ impl Vm for Machine {
         });
         self.kick_all();
     }
+
+    fn bql_profile(&self) -> &crate::bql::Profile {
+        self.bql.profile()
+    }
 }
 
 /// A parsed monitor command.
@@ -269,6 +277,53 @@ pub enum Command {
     InfoTimers,
     /// `quit`.
     Quit,
+    /// `info sync-profile [-m] [-n] [max]`.
+    InfoSyncProfile {
+        /// `-m`: sort by mean wait.
+        mean: bool,
+        /// `-n`: do not coalesce lock objects that share a call site.
+        no_coalesce: bool,
+        /// At most this many rows.
+        max: usize,
+    },
+    /// `sync-profile [on|off|reset]` (`None`: show the state).
+    SyncProfile(Option<SyncProfileOp>),
+}
+
+/// The argument of `sync-profile`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncProfileOp {
+    /// `on`.
+    On,
+    /// `off`.
+    Off,
+    /// `reset`.
+    Reset,
+}
+
+/// `info sync-profile`'s arguments (after the subcommand).
+fn parse_info_sync_profile<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command, String> {
+    let (mut mean, mut no_coalesce, mut max) = (false, false, None);
+    for a in args {
+        match a {
+            "-m" => mean = true,
+            "-n" => no_coalesce = true,
+            n if max.is_none() => match n.parse::<usize>() {
+                Ok(v) => max = Some(v),
+                Err(_) => {
+                    return Err(format!(
+                        "info sync-profile: invalid max '{n}': expected a number of rows"
+                    ));
+                }
+            },
+            _ => return Err(EXTRANEOUS.into()),
+        }
+    }
+    Ok(Command::InfoSyncProfile {
+        mean,
+        no_coalesce,
+        max: max.unwrap_or(10),
+    })
 }
 
 /// QEMU's reply to arguments a command does not take.
@@ -283,6 +338,26 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         return Ok(None);
     };
     let unknown = || format!("unknown command: '{line}'");
+    if name == "sync-profile" {
+        let op = match words.next() {
+            None => None,
+            Some("on") => Some(SyncProfileOp::On),
+            Some("off") => Some(SyncProfileOp::Off),
+            Some("reset") => Some(SyncProfileOp::Reset),
+            Some(other) => {
+                return Err(format!(
+                    "sync-profile: invalid argument '{other}': expected on, off or reset"
+                ));
+            }
+        };
+        if words.next().is_some() {
+            return Err(EXTRANEOUS.into());
+        }
+        return Ok(Some(Command::SyncProfile(op)));
+    }
+    if name == "info" && line.split_whitespace().nth(1) == Some("sync-profile") {
+        return parse_info_sync_profile(line.split_whitespace().skip(2)).map(Some);
+    }
     let (cmd, takes_sub) = match name {
         "help" | "?" => (Command::Help, true),
         "stop" | "s" => (Command::Stop, false),
@@ -321,11 +396,13 @@ help|? [cmd]  -- show the help
 info [subcommand]  -- show various information about the system state
 quit|q  -- quit the emulator
 stop|s  -- stop emulation
+sync-profile [on|off|reset]  -- enable, disable or reset the BQL's profile (no argument: show whether it is on)
 ";
 
 const INFO_HELP: &str = "\
 info clocks  -- show the clocks in ns (and the icount state)
 info status  -- show the current VM status (running|paused)
+info sync-profile [-m] [-n] [max]  -- show the BQL's profile, up to max rows (default 10), sorted by total wait (-m: by mean wait; -n: do not coalesce objects with the same call site)
 info timers  -- show the pending timers of each clock
 ";
 
@@ -345,6 +422,39 @@ pub fn execute(vm: &dyn Vm, cmd: Command) -> Reply {
         Command::InfoStatus => format_status(vm),
         Command::InfoClocks => format_clocks(vm),
         Command::InfoTimers => format_timers(vm),
+        Command::InfoSyncProfile {
+            mean,
+            no_coalesce,
+            max,
+        } => {
+            let sort = if mean {
+                crate::bql::SortBy::MeanWait
+            } else {
+                crate::bql::SortBy::TotalWait
+            };
+            vm.bql_profile().snapshot().table(!no_coalesce, sort, max)
+        }
+        Command::SyncProfile(op) => {
+            let p = vm.bql_profile();
+            match op {
+                None => format!(
+                    "sync-profile is {}\n",
+                    if p.enabled() { "on" } else { "off" }
+                ),
+                Some(SyncProfileOp::On) => {
+                    p.set_enabled(true);
+                    String::new()
+                }
+                Some(SyncProfileOp::Off) => {
+                    p.set_enabled(false);
+                    String::new()
+                }
+                Some(SyncProfileOp::Reset) => {
+                    p.reset();
+                    String::new()
+                }
+            }
+        }
         Command::Quit => {
             vm.quit();
             return Reply {
@@ -867,6 +977,7 @@ mod tests {
         pauses: AtomicUsize,
         icount: Option<IcountInfo>,
         timers: TimerListGroup,
+        bql: crate::bql::Bql,
     }
 
     impl Fake {
@@ -877,6 +988,7 @@ mod tests {
                 pauses: AtomicUsize::new(0),
                 icount,
                 timers: TimerListGroup::new(),
+                bql: crate::bql::Bql::with(crate::bql::LockKind::ParkingLot, true, 1),
             }
         }
     }
@@ -912,6 +1024,75 @@ mod tests {
         fn quit(&self) {
             self.quit.store(true, Ordering::Relaxed);
         }
+        fn bql_profile(&self) -> &crate::bql::Profile {
+            self.bql.profile()
+        }
+    }
+
+    #[test]
+    fn sync_profile_commands() {
+        assert_eq!(
+            parse("info sync-profile"),
+            Ok(Some(Command::InfoSyncProfile {
+                mean: false,
+                no_coalesce: false,
+                max: 10
+            }))
+        );
+        assert_eq!(
+            parse("info sync-profile -m -n 3"),
+            Ok(Some(Command::InfoSyncProfile {
+                mean: true,
+                no_coalesce: true,
+                max: 3
+            }))
+        );
+        assert!(parse("info sync-profile x").unwrap_err().contains("'x'"));
+        assert_eq!(parse("info sync-profile 3 4"), Err(EXTRANEOUS.into()));
+        assert_eq!(parse("sync-profile"), Ok(Some(Command::SyncProfile(None))));
+        assert_eq!(
+            parse("sync-profile reset"),
+            Ok(Some(Command::SyncProfile(Some(SyncProfileOp::Reset))))
+        );
+        assert!(parse("sync-profile maybe").unwrap_err().contains("'maybe'"));
+        assert_eq!(parse("sync-profile on off"), Err(EXTRANEOUS.into()));
+
+        let vm = Fake::new(None);
+        for _ in 0..3 {
+            drop(vm.bql.lock());
+        }
+        let t = handle_line(&vm, "info sync-profile").text;
+        assert!(t.starts_with("Type "), "{t}");
+        assert!(
+            t.contains("Call site") && t.contains("Hold Time (s)"),
+            "{t}"
+        );
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("BQL mutex"))
+            .expect("a row");
+        assert!(row.contains("src/monitor.rs:"), "{row}");
+        assert!(row.split_whitespace().any(|w| w == "3"), "count 3: {row}");
+        assert_eq!(
+            handle_line(&vm, "sync-profile").text,
+            "sync-profile is on\n"
+        );
+        assert_eq!(handle_line(&vm, "sync-profile off").text, "");
+        assert_eq!(
+            handle_line(&vm, "sync-profile").text,
+            "sync-profile is off\n"
+        );
+        drop(vm.bql.lock());
+        assert_eq!(
+            vm.bql.profile().snapshot().acquisitions(),
+            3,
+            "off: not counted"
+        );
+        handle_line(&vm, "sync-profile on");
+        handle_line(&vm, "sync-profile reset");
+        assert_eq!(vm.bql.profile().snapshot().acquisitions(), 0);
+        let t = handle_line(&vm, "info sync-profile 0").text;
+        assert!(!t.contains("BQL mutex"), "max 0: no rows\n{t}");
     }
 
     #[test]
