@@ -92,18 +92,96 @@ pub fn parse_timeout(s: &str) -> Result<std::time::Duration, ConfigError> {
     Ok(d)
 }
 
-/// Parse `--smp N`: a number of harts, 1..=[`MAX_SMP`].
-pub fn parse_smp(s: &str) -> Result<usize, ConfigError> {
-    match s.trim().parse::<u64>() {
-        Ok(n) if (1..=MAX_SMP as u64).contains(&n) => Ok(n as usize),
-        _ => err(format!(
-            "invalid --smp '{s}': expected a number of harts in 1..={MAX_SMP}"
-        )),
-    }
+/// The CPU topology of `--smp` (QEMU's `-smp`): recorded in the report; the
+/// machine has `cpus` harts, one per vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SmpTopology {
+    /// Harts (vCPUs) at start.
+    pub cpus: usize,
+    /// Sockets.
+    pub sockets: usize,
+    /// Cores per socket.
+    pub cores: usize,
+    /// Threads per core.
+    pub threads: usize,
+    /// Most CPUs (hot-plug is not modelled: at most `cpus` run).
+    pub maxcpus: usize,
 }
 
-/// Most harts a machine may have (`--smp`).
-pub const MAX_SMP: usize = 64;
+/// Parse `--smp N[,cpus=N][,sockets=S][,cores=C][,threads=T][,maxcpus=M]` with
+/// QEMU's rules (`smp_parse` in `hw/core/machine-smp.c`): missing counts are
+/// derived (preferring cores), `sockets × cores × threads` must equal
+/// `maxcpus`, `maxcpus` defaults to `cpus` and may not be smaller; and
+/// `virt`'s limits: at most [`MAX_SMP`] CPUs and 8 sockets.
+pub fn parse_smp(s: &str) -> Result<SmpTopology, ConfigError> {
+    let bad = |why: &str| ConfigError(format!("invalid --smp '{s}': {why}"));
+    let (mut cpus, mut sockets, mut cores, mut threads, mut maxcpus) =
+        (None, None, None, None, None);
+    for (i, part) in s.split(',').enumerate() {
+        let (k, v) = match part.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None if i == 0 => ("cpus", part.trim()),
+            None => return Err(bad(&format!("'{part}' is not KEY=VALUE"))),
+        };
+        let n: usize = match v.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => return Err(bad(&format!("{k}='{v}' is not a positive number"))),
+        };
+        let slot = match k {
+            "cpus" => &mut cpus,
+            "sockets" => &mut sockets,
+            "cores" => &mut cores,
+            "threads" => &mut threads,
+            "maxcpus" => &mut maxcpus,
+            _ => {
+                return Err(bad(&format!(
+                    "unknown key '{k}' (expected cpus, sockets, cores, threads, maxcpus)"
+                )));
+            }
+        };
+        if slot.replace(n).is_some() {
+            return Err(bad(&format!("{k} given twice")));
+        }
+    }
+    let given = |o: Option<usize>| o.unwrap_or(1);
+    let max = maxcpus
+        .or(cpus)
+        .unwrap_or_else(|| given(sockets) * given(cores) * given(threads));
+    let threads_n = threads.unwrap_or(1);
+    let (sockets_n, cores_n) = match (sockets, cores) {
+        (Some(s), Some(c)) => (s, c),
+        (Some(s), None) => (s, (max / (s * threads_n)).max(1)),
+        (None, Some(c)) => ((max / (c * threads_n)).max(1), c),
+        (None, None) => (1, (max / threads_n).max(1)),
+    };
+    let cpus_n = cpus.unwrap_or(max);
+    if sockets_n * cores_n * threads_n != max {
+        return Err(bad(&format!(
+            "sockets ({sockets_n}) * cores ({cores_n}) * threads ({threads_n}) != maxcpus ({max})"
+        )));
+    }
+    if max < cpus_n {
+        return Err(bad(&format!(
+            "maxcpus ({max}) must be at least cpus ({cpus_n})"
+        )));
+    }
+    if max > MAX_SMP {
+        return Err(bad(&format!("at most {MAX_SMP} CPUs on the virt machine")));
+    }
+    if sockets_n > 8 {
+        return Err(bad("at most 8 sockets on the virt machine"));
+    }
+    Ok(SmpTopology {
+        cpus: cpus_n,
+        sockets: sockets_n,
+        cores: cores_n,
+        threads: threads_n,
+        maxcpus: max,
+    })
+}
+
+/// Most harts a machine may have (`--smp`): QEMU `virt`'s `VIRT_CPUS_MAX`.
+pub const MAX_SMP: usize = 512;
 
 /// Largest `--memory`: 64 GiB (guest RAM is mapped lazily, so only what the
 /// guest touches costs host memory).
@@ -420,6 +498,8 @@ pub struct MachineConfig {
     pub memory: u64,
     /// Number of harts.
     pub smp: usize,
+    /// The `--smp` topology as given (harts = `topology.cpus` = `smp`).
+    pub topology: SmpTopology,
     /// Parameter block slots to fill.
     pub params: Vec<(usize, u64)>,
     /// icount, if enabled.
@@ -487,8 +567,24 @@ mod tests {
             let e = parse_timeout(bad).unwrap_err();
             assert!(e.0.contains(&format!("'{bad}'")), "{e}");
         }
-        assert_eq!(parse_smp("4"), Ok(4));
-        for bad in ["0", "65", "-1", "99999999999999999999999", "x"] {
+        assert_eq!(parse_smp("4").map(|t| t.cpus), Ok(4));
+        let t = parse_smp("4,sockets=2,cores=2").unwrap();
+        assert_eq!(
+            (t.cpus, t.sockets, t.cores, t.threads, t.maxcpus),
+            (4, 2, 2, 1, 4)
+        );
+        let t = parse_smp("2,maxcpus=8,cores=4").unwrap();
+        assert_eq!((t.cpus, t.sockets, t.cores, t.maxcpus), (2, 2, 4, 8));
+        let t = parse_smp("sockets=2,cores=3,threads=2").unwrap();
+        assert_eq!((t.cpus, t.maxcpus), (12, 12));
+        assert!(parse_smp("4,sockets=3,cores=2").is_err(), "3*2 != 4");
+        assert!(parse_smp("4,maxcpus=2").is_err());
+        assert!(parse_smp("513").is_err());
+        assert!(parse_smp("16,sockets=16").is_err(), "virt: 8 sockets");
+        assert!(parse_smp("4,cpus=4").is_err(), "given twice");
+        assert!(parse_smp("4,dies=2").is_err());
+        assert!(parse_smp("4,cores").is_err());
+        for bad in ["0", "513", "-1", "99999999999999999999999", "x"] {
             assert!(parse_smp(bad).is_err(), "{bad}");
         }
     }

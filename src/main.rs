@@ -74,7 +74,7 @@ enum Cmd {
             allow_hyphen_values = true
         )]
         memory: String,
-        /// Number of harts (vCPU threads), 1..=64.
+        /// Harts (one vCPU thread each), QEMU's spelling: N[,sockets=S][,cores=C][,threads=T][,maxcpus=M]; at most 512 (virt).
         #[arg(
             long,
             value_name = "N",
@@ -174,8 +174,8 @@ fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(e),
             };
-            let smp = match parse_smp(&smp) {
-                Ok(n) => n,
+            let topology = match parse_smp(&smp) {
+                Ok(t) => t,
                 Err(e) => return fail(e),
             };
             let icount_timers = match icount_timers {
@@ -211,7 +211,8 @@ fn main() -> ExitCode {
             let machine = MachineConfig {
                 kernel,
                 memory,
-                smp,
+                smp: topology.cpus,
+                topology,
                 params: ps,
                 icount,
                 icount_timers,

@@ -203,8 +203,20 @@ fn numeric_options_out_of_range() {
     for m in ["65G", "128G", "1T", "99999999999T", "-1", "0"] {
         assert_bad_input(&["run", "--kernel", k, "--memory", m], &["--memory"]);
     }
-    for n in ["65", "99999999999999999999999", "-1", "0", "1.5"] {
-        assert_bad_input(&["run", "--kernel", k, "--smp", n], &["--smp", n, "1..=64"]);
+    for n in ["99999999999999999999999", "-1", "0", "1.5", "x"] {
+        assert_bad_input(
+            &["run", "--kernel", k, "--smp", n],
+            &["--smp", n, "positive number"],
+        );
+    }
+    for (n, why) in [
+        ("513", "at most 512 CPUs"),
+        ("16,sockets=16", "at most 8 sockets"),
+        ("4,sockets=3,cores=2", "!= maxcpus"),
+        ("4,maxcpus=2", "must be at least cpus"),
+        ("4,dies=2", "unknown key 'dies'"),
+    ] {
+        assert_bad_input(&["run", "--kernel", k, "--smp", n], &["--smp", why]);
     }
     for p in [
         "iters=18446744073709551616",
