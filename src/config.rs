@@ -512,6 +512,8 @@ pub struct MachineConfig {
     pub compat: Compat,
     /// The BQL policy, lock kind and profile.
     pub bql: BqlConfig,
+    /// How vCPU threads are woken (`--kick`).
+    pub kick: crate::kick::KickKind,
 }
 
 impl MachineConfig {

@@ -20,7 +20,8 @@
 //! kick alone, two devices at once and pause/resume over every interleaving
 //! (see [`crate::sync`]); `tests/stress.rs` runs them for real under watchdogs.
 
-use crate::sync::{AtomicBool, AtomicU64, Ordering, Unparker};
+use crate::kick::Kicker;
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// Machine software interrupt pending bit of `mip`.
 pub const MIP_MSIP: u64 = 1 << 3;
@@ -35,7 +36,7 @@ pub struct CpuShared {
     pub index: usize,
     mip: AtomicU64,
     exit_request: AtomicBool,
-    unparker: Unparker,
+    kicker: Kicker,
     /// Instructions retired, published by the vCPU thread at its exits.
     pub instret: AtomicU64,
     /// Number of kicks delivered (for the run report).
@@ -43,13 +44,14 @@ pub struct CpuShared {
 }
 
 impl CpuShared {
-    /// New state for hart `index`, woken through `unparker`.
-    pub fn new(index: usize, unparker: Unparker) -> CpuShared {
+    /// New state for hart `index`, woken through `kicker` (the kicking end
+    /// of the vCPU thread's [`crate::kick::Waiter`]).
+    pub fn new(index: usize, kicker: Kicker) -> CpuShared {
         CpuShared {
             index,
             mip: AtomicU64::new(0),
             exit_request: AtomicBool::new(false),
-            unparker,
+            kicker,
             instret: AtomicU64::new(0),
             kicks: AtomicU64::new(0),
         }
@@ -84,13 +86,13 @@ impl CpuShared {
         // Release: everything the kicker wrote before the kick (mip, stop
         // requests) is visible to the vCPU once it acquires `exit_request`.
         self.exit_request.store(true, Ordering::Release);
-        self.unparker.unpark();
+        self.kicker.unpark();
     }
 
     /// Wake the vCPU thread if it is parked, without an exit request (used to
     /// end a wait the vCPU itself started, such as a timer hand-off).
     pub fn wake(&self) {
-        self.unparker.unpark();
+        self.kicker.unpark();
     }
 
     /// Cheap test for the TB-boundary check.
@@ -125,7 +127,8 @@ mod loom_tests {
     use loom::thread;
 
     use super::*;
-    use crate::sync::{Arc, AtomicBool, AtomicUsize, Parker};
+    use crate::kick::{KickKind, Waiter};
+    use crate::sync::{Arc, AtomicBool, AtomicUsize};
 
     /// Why a halt ended.
     #[derive(Debug, PartialEq)]
@@ -137,7 +140,7 @@ mod loom_tests {
 
     /// The halt loop of a vCPU in `wfi`: re-check the wake-up condition, then
     /// the exit request, before every park.
-    fn halt(cpu: &CpuShared, parker: &Parker, stop: &AtomicBool, mie: u64) -> Wake {
+    fn halt(cpu: &CpuShared, parker: &Waiter, stop: &AtomicBool, mie: u64) -> Wake {
         loop {
             if stop.load(Ordering::Acquire) {
                 return Wake::Stop;
@@ -156,7 +159,7 @@ mod loom_tests {
     /// The same wait in the shape of `vcpu_thread_fn` + `idle_wait`: the exit
     /// request is consumed and ignored at the top of the loop, so only a
     /// visible pending bit (or a stop) ends the halt.
-    fn halt_as_vcpu_rs(cpu: &CpuShared, parker: &Parker, stop: &AtomicBool, mie: u64) -> Wake {
+    fn halt_as_vcpu_rs(cpu: &CpuShared, parker: &Waiter, stop: &AtomicBool, mie: u64) -> Wake {
         loop {
             if stop.load(Ordering::Acquire) {
                 return Wake::Stop;
@@ -173,10 +176,10 @@ mod loom_tests {
     /// Preemption bound of the three-thread model.
     const PREEMPTIONS: usize = 4;
 
-    fn new_cpu() -> (Arc<CpuShared>, Parker) {
-        let parker = Parker::new();
-        let cpu = Arc::new(CpuShared::new(0, parker.unparker().clone()));
-        (cpu, parker)
+    fn new_cpu() -> (Arc<CpuShared>, Waiter) {
+        let waiter = Waiter::new(KickKind::Futex).unwrap();
+        let cpu = Arc::new(CpuShared::new(0, waiter.kicker()));
+        (cpu, waiter)
     }
 
     /// (a) A device raising MTIP always ends the halt, and whichever way the

@@ -99,6 +99,14 @@ pub enum LoadError {
         /// The OS error.
         err: std::io::Error,
     },
+    /// The vCPUs' kick mechanism could not be set up (an eventfd refused).
+    #[error("cannot set up --kick {kind}: {err}")]
+    Kick {
+        /// The mechanism.
+        kind: &'static str,
+        /// The OS error.
+        err: std::io::Error,
+    },
     /// The parameter block does not fit.
     #[error("parameter block at {PARAM_BLOCK:#x} lies outside RAM (use a larger --memory)")]
     ParamsOutsideRam,

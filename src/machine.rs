@@ -14,8 +14,6 @@
 
 use std::sync::Arc;
 
-use crossbeam_utils::sync::Parker;
-
 use crate::bql::{Bql, BqlGuard, BqlPolicy};
 use crate::clock::ClockType;
 use crate::clock::{Clocks, IcountClock};
@@ -28,6 +26,7 @@ use crate::devices::plic::{PLIC_BASE, PLIC_SIZE, Plic};
 use crate::devices::rom::{ROM_BASE, ROM_SIZE, Rom};
 use crate::devices::uart::{Sink, UART_BASE, UART_IRQ, UART_SIZE, Uart};
 use crate::devices::{BqlDevice, MmioDevice};
+use crate::kick::Waiter;
 use crate::loader::{self, LoadError, LoadedKernel};
 use crate::memory::{Bus, RAM_BASE, Ram};
 use crate::runstate::RunState;
@@ -99,9 +98,9 @@ pub struct Machine {
 
 impl Machine {
     /// Build the machine and load `config.kernel` into it, writing the UART
-    /// to `out`. Returns the machine and one parker per hart (for the vCPU
+    /// to `out`. Returns the machine and one kick waiter per hart (for the vCPU
     /// threads).
-    pub fn new(config: MachineConfig, out: Sink) -> Result<(Arc<Machine>, Vec<Parker>), LoadError> {
+    pub fn new(config: MachineConfig, out: Sink) -> Result<(Arc<Machine>, Vec<Waiter>), LoadError> {
         let (data, path) = match &config.kernel {
             Some(p) => (loader::read_kernel(p)?, p.clone()),
             None => (
@@ -116,11 +115,17 @@ impl Machine {
         let kernel = loader::load_elf(&path, &data, &ram, &DEVICES)?;
         loader::write_params(&ram, &config.params)?;
 
-        let parkers: Vec<Parker> = (0..config.smp).map(|_| Parker::new()).collect();
+        let parkers: Vec<Waiter> = (0..config.smp)
+            .map(|_| Waiter::new(config.kick))
+            .collect::<std::io::Result<_>>()
+            .map_err(|err| LoadError::Kick {
+                kind: config.kick.name(),
+                err,
+            })?;
         let cpus: Vec<Arc<CpuShared>> = parkers
             .iter()
             .enumerate()
-            .map(|(i, p)| Arc::new(CpuShared::new(i, p.unparker().clone())))
+            .map(|(i, p)| Arc::new(CpuShared::new(i, p.kicker())))
             .collect();
         let run = Arc::new(RunState::new());
         let icount = config.icount.map(|c| {

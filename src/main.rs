@@ -127,6 +127,11 @@ enum Cmd {
         /// power of two; 1 = every hold).
         #[arg(long, value_name = "N", default_value = "64")]
         bql_hold_sample: String,
+        /// How a vCPU thread is woken: futex (exit request + futex
+        /// park/unpark), signal (pthread_kill with SIGUSR1, QEMU's SIG_IPI),
+        /// eventfd (an eventfd the halted vCPU polls). See docs/sync.md.
+        #[arg(long, value_name = "KIND", default_value = "futex")]
+        kick: String,
     },
 }
 
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
             bql,
             bql_lock,
             bql_hold_sample,
+            kick,
         } => {
             let memory = match parse_size(&memory) {
                 Ok(m) => m,
@@ -219,6 +225,10 @@ fn main() -> ExitCode {
                 cpu,
                 compat,
                 bql,
+                kick: match vcpulab::kick::KickKind::parse(&kick) {
+                    Ok(k) => k,
+                    Err(e) => return fail(e),
+                },
             };
             if let Err(e) = machine.validate() {
                 return fail(e);

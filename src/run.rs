@@ -111,7 +111,7 @@ pub fn run(
         .map(StatsFile::prepare)
         .transpose()
         .map_err(RunError::Stats)?;
-    let (m, parkers) = Machine::new(cfg.machine.clone(), out)?;
+    let (m, waiters) = Machine::new(cfg.machine.clone(), out)?;
     if let Some(msg) = m.kernel.dropped.and_then(|d| {
         d.message(
             cfg.machine
@@ -180,13 +180,13 @@ pub fn run(
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<VcpuStats>();
     let mut joins = Vec::new();
     if failure.is_none() {
-        for (i, parker) in parkers.into_iter().enumerate() {
+        for (i, waiter) in waiters.into_iter().enumerate() {
             let m2 = m.clone();
             let tx = done_tx.clone();
             let j = std::thread::Builder::new()
                 .name(format!("vcpu-{i}"))
                 .spawn(move || {
-                    let s = vcpu_thread_fn(m2.clone(), i, parker);
+                    let s = vcpu_thread_fn(m2.clone(), i, waiter);
                     // A vCPU that ends makes the whole machine end (shutdown was
                     // requested, or the thread panicked: then it is a host bug).
                     let _ = tx.send(s);

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::sync::Parker;
+use crate::kick::Waiter;
 use hdrhistogram::Histogram;
 
 use crate::bql::{BqlGuard, BqlPolicy};
@@ -126,11 +126,11 @@ impl Handoff {
 
     /// If the VIRTUAL deadline is reached, hand the timers to the iothread
     /// and wait until it has run them. Returns the VIRTUAL callbacks run.
-    fn run_if_due(&self, m: &Machine, parker: &Parker, stats: &mut VcpuStats) -> usize {
+    fn run_if_due(&self, m: &Machine, waiter: &Waiter, stats: &mut VcpuStats) -> usize {
         let Some(timer) = &self.timer else { return 0 };
         // A hand-off still in flight (the vCPU left its wait for a pause):
         // wait for it before looking at the deadline again.
-        if !self.wait(m, parker) {
+        if !self.wait(m, waiter) {
             return 0;
         }
         let vlist = m.timers.get(ClockType::Virtual);
@@ -142,7 +142,7 @@ impl Handoff {
         // Due now: the iothread's lateness histogram then shows the
         // hand-off's wake-up latency.
         timer.modify(m.clocks.get_ns(ClockType::Realtime));
-        if !self.wait(m, parker) {
+        if !self.wait(m, waiter) {
             return 0;
         }
         let h = stats
@@ -156,20 +156,20 @@ impl Handoff {
     /// Wait until the iothread has run the handed-off timers. Returns false
     /// if the wait was abandoned because the machine is shutting down or
     /// pausing (the iothread may be the one waiting for this vCPU to park).
-    fn wait(&self, m: &Machine, parker: &Parker) -> bool {
+    fn wait(&self, m: &Machine, waiter: &Waiter) -> bool {
         // Acquire: pairs with the Release store in the timer callback.
         while !self.done.load(Ordering::Acquire) {
             if m.run.shutdown_requested() || m.run.pause_requested() {
                 return false;
             }
-            parker.park_timeout(Duration::from_millis(100));
+            waiter.park_timeout(Duration::from_millis(100));
         }
         true
     }
 }
 
 /// Run hart `hart` until the machine shuts down.
-pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats {
+pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, waiter: Waiter) -> VcpuStats {
     let shared = m.cpus[hart].clone();
     let mut h = Hart::new(&shared, &m);
     let mut reset_gen = m.run.reset_gen();
@@ -198,7 +198,7 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
             shared.instret.store(h.retired, Ordering::Relaxed);
             m.run.set_parked(true);
             while m.run.pause_requested() && !m.run.shutdown_requested() {
-                parker.park_timeout(Duration::from_millis(50));
+                waiter.park_timeout(Duration::from_millis(50));
             }
             m.run.set_parked(false);
             continue;
@@ -215,7 +215,7 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
         if icount_cfg.is_some() {
             stats.timers_run += match m.config.icount_timers {
                 IcountTimers::Vcpu => run_virtual_timers_if_due(&m) as u64,
-                IcountTimers::Iothread => handoff.run_if_due(&m, &parker, &mut stats) as u64,
+                IcountTimers::Iothread => handoff.run_if_due(&m, &waiter, &mut stats) as u64,
             };
         }
         if halted {
@@ -223,7 +223,7 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, parker: Parker) -> VcpuStats
                 halted = false;
                 m.halted.fetch_sub(1, Ordering::AcqRel);
             } else {
-                idle_wait(&m, &parker);
+                idle_wait(&m, &waiter);
                 continue;
             }
         }
@@ -307,15 +307,15 @@ fn run_virtual_timers_if_due(m: &Machine) -> usize {
 /// Wait while halted (QEMU's `qemu_wait_io_event` and, under icount, the
 /// idle handling of `icount_start_warp_timer`). Returns after a kick, or once
 /// VIRTUAL has reached the next deadline; the caller re-checks everything.
-fn idle_wait(m: &Machine, parker: &Parker) {
+fn idle_wait(m: &Machine, waiter: &Waiter) {
     let Some(ic) = m.config.icount else {
-        parker.park();
+        waiter.park();
         return;
     };
     let vlist = m.timers.get(ClockType::Virtual);
     let d = vlist.deadline_ns(m.clocks.get_ns(ClockType::Virtual));
     if d < 0 {
-        parker.park();
+        waiter.park();
         return;
     }
     let icc = m.icount.as_ref().expect("icount");
@@ -323,7 +323,7 @@ fn idle_wait(m: &Machine, parker: &Parker) {
     // `all_cpu_threads_idle`); otherwise the running ones advance it and
     // kick this one when its interrupt comes.
     if m.halted.load(Ordering::Acquire) < m.cpus.len() {
-        parker.park_timeout(Duration::from_millis(10));
+        waiter.park_timeout(Duration::from_millis(10));
         return;
     }
     if !ic.sleep {
@@ -341,7 +341,7 @@ fn idle_wait(m: &Machine, parker: &Parker) {
     // VIRTUAL_RT); a kick ends the sleep early and only the time spent
     // idle is added.
     let start = m.clocks.get_ns(ClockType::VirtualRt);
-    parker.park_timeout(Duration::from_nanos(d as u64));
+    waiter.park_timeout(Duration::from_nanos(d as u64));
     let mut warp = m.clocks.get_ns(ClockType::VirtualRt) - start;
     if ic.shift == crate::config::IcountShift::Auto {
         // In adaptive mode VIRTUAL must not run ahead of real time.

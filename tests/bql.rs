@@ -129,6 +129,7 @@ fn bad_values_are_refused() {
         ("--bql-lock", "spin", "invalid --bql-lock 'spin'"),
         ("--bql-hold-sample", "3", "invalid --bql-hold-sample '3'"),
         ("--bql-hold-sample", "0", "invalid --bql-hold-sample '0'"),
+        ("--kick", "ipi", "invalid --kick 'ipi'"),
     ] {
         let out = Command::new(common::vcpulab_bin())
             .args(["run", flag, value])

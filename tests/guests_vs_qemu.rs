@@ -51,6 +51,7 @@ const GUESTS: &[qemu::Check] = &[
     ("csr_probe_two_harts", csr_probe_two_harts),
     ("smp_guests", smp_guests),
     ("boot_layout", boot_layout),
+    ("kick_mechanisms", kick_mechanisms),
     ("device_tree_address", device_tree_address),
 ];
 
@@ -518,6 +519,38 @@ fn smp_guests(q: &Qemu) {
         describe("vcpulab", &v)
     );
     assert_eq!(r.code, v.code);
+}
+
+/// The guests that sleep in `wfi` and are woken by timers and IPIs, with the
+/// vCPUs woken by each kick mechanism (`--kick`; futex, the default, runs
+/// everywhere else): the same bytes as QEMU.
+fn kick_mechanisms(q: &Qemu) {
+    for kick in ["signal", "eventfd"] {
+        let k = ["--kick", kick];
+        compare_with(q, "timer_irq", &[(0, 20), (2, 1000)], &[], &k);
+        compare_with(q, "wfi_wake", &[], &[], &k);
+        compare_with(
+            q,
+            "wfi_sleep",
+            &[],
+            &["-icount", "shift=3,sleep=off"],
+            &["--kick", kick, "--icount", "shift=3,sleep=off"],
+        );
+        compare_with(
+            q,
+            "smp_ipi_pingpong",
+            &[(0, 200)],
+            &["-smp", "2"],
+            &["--kick", kick, "--smp", "2"],
+        );
+        compare_with(
+            q,
+            "smp_spinlock",
+            &[(0, 2000)],
+            &["-smp", "2"],
+            &["--kick", kick, "--smp", "2", "--bql", "always"],
+        );
+    }
 }
 
 /// ELFs linked the usual way (gcc's default linker script at

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::sync::Parker;
 use vcpulab::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
+use vcpulab::kick::{KickKind, Waiter};
 
 /// A whole-machine run that takes longer than this has hung.
 const RUN_WATCHDOG: Duration = Duration::from_secs(30);
@@ -157,12 +157,19 @@ fn stress_machine_icount_timers_iothread() {
 /// stalls.
 #[test]
 fn stress_cpushared_halt_clear() {
-    const ROUNDS: u64 = 200_000;
+    for kind in KickKind::ALL {
+        stress_halt_clear(kind);
+    }
+}
+
+/// [`stress_cpushared_halt_clear`] with one kick mechanism.
+fn stress_halt_clear(kind: KickKind) {
+    const ROUNDS: u64 = 100_000;
     const BITS: [u64; 3] = [MIP_MTIP, MIP_MSIP, MIP_MEIP];
     const ALL: u64 = MIP_MTIP | MIP_MSIP | MIP_MEIP;
 
-    let parker = Parker::new();
-    let cpu = Arc::new(CpuShared::new(0, parker.unparker().clone()));
+    let parker = Waiter::new(kind).unwrap();
+    let cpu = Arc::new(CpuShared::new(0, parker.kicker()));
     let stop = Arc::new(AtomicBool::new(false));
     let rounds = Arc::new(AtomicU64::new(0));
     let parks = Arc::new(AtomicU64::new(0));
@@ -243,7 +250,7 @@ fn stress_cpushared_halt_clear() {
             stop.store(true, Ordering::Release);
             cpu.wake();
             panic!(
-                "LOST WAKE-UP: the halter made no progress for {STALL_WATCHDOG:?} \
+                "LOST WAKE-UP ({kind:?}): the halter made no progress for {STALL_WATCHDOG:?} \
                  at round {r}/{ROUNDS} (mip = {mip:#x}, exit request = {exit}, \
                  parks so far = {})",
                 parks.load(Ordering::Relaxed)
@@ -256,7 +263,7 @@ fn stress_cpushared_halt_clear() {
     let counts: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     assert_eq!(rounds.load(Ordering::Relaxed), ROUNDS);
     eprintln!(
-        "stress: CpuShared {ROUNDS} halt/clear rounds in {elapsed:.2?}, {} parks, \
+        "stress ({kind:?}): CpuShared {ROUNDS} halt/clear rounds in {elapsed:.2?}, {} parks, \
          raises per device {:?}, bare kicks {}, kicks {}",
         parks.load(Ordering::Relaxed),
         &counts[..3],

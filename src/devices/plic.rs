@@ -196,12 +196,11 @@ impl BusDevice for Plic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossbeam_utils::sync::Parker;
 
     #[test]
     fn claim_complete_cycle_drives_meip() {
-        let parker = Parker::new();
-        let cpu = Arc::new(CpuShared::new(0, parker.unparker().clone()));
+        let waiter = crate::kick::Waiter::new(crate::kick::KickKind::Futex).unwrap();
+        let cpu = Arc::new(CpuShared::new(0, waiter.kicker()));
         let mut plic = Plic::new(vec![cpu.clone()]);
         plic.write(4 * 10, 4, 3).unwrap(); // priority of source 10
         plic.write(ENABLE_BASE, 4, 1 << 10).unwrap();
