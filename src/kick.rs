@@ -177,7 +177,7 @@ impl Waiter {
                 // which stays pending until this sleep takes it.
                 t.thread.sleep(timeout);
                 // Consume the token that woke us (or a timeout); see above.
-                #[cfg(loom)]
+                #[cfg(all(test, loom))]
                 if loom_tests::BROKEN_CLEAR.with(|b| b.get()) {
                     // The bug the models must catch: a plain store acquires
                     // nothing from a kicker that skipped its signal.
