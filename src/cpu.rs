@@ -23,6 +23,23 @@
 use crate::kick::Kicker;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
+/// The clock kick latencies are measured with: monotonic ns since the first
+/// call in this process (0 under loom, where nothing is timed).
+#[cfg(not(loom))]
+pub fn kick_clock_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+/// See the non-loom version.
+#[cfg(loom)]
+pub fn kick_clock_ns() -> u64 {
+    0
+}
+
 /// Machine software interrupt pending bit of `mip`.
 pub const MIP_MSIP: u64 = 1 << 3;
 /// Machine timer interrupt pending bit of `mip`.
@@ -41,6 +58,10 @@ pub struct CpuShared {
     pub instret: AtomicU64,
     /// Number of kicks delivered (for the run report).
     pub kicks: AtomicU64,
+    /// When the oldest kick that the vCPU has not yet observed was issued
+    /// ([`kick_clock_ns`], +1 so that 0 means none): its latency is measured
+    /// when the vCPU consumes the exit request.
+    kicked_at: AtomicU64,
 }
 
 impl CpuShared {
@@ -54,6 +75,7 @@ impl CpuShared {
             kicker,
             instret: AtomicU64::new(0),
             kicks: AtomicU64::new(0),
+            kicked_at: AtomicU64::new(0),
         }
     }
 
@@ -83,6 +105,16 @@ impl CpuShared {
     /// wake it if halted.
     pub fn kick(&self) {
         self.kicks.fetch_add(1, Ordering::Relaxed);
+        // Only the first kick since the vCPU last looked is timed (later ones
+        // are observed together with it). Relaxed: the stamp is a
+        // measurement, ordered with nothing; it is read after the Acquire
+        // swap of `exit_request`, which this store precedes.
+        let _ = self.kicked_at.compare_exchange(
+            0,
+            kick_clock_ns() + 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         // Release: everything the kicker wrote before the kick (mip, stop
         // requests) is visible to the vCPU once it acquires `exit_request`.
         self.exit_request.store(true, Ordering::Release);
@@ -100,6 +132,14 @@ impl CpuShared {
     pub fn exit_requested(&self) -> bool {
         // Relaxed: only a hint; `take_exit_request` does the acquiring swap.
         self.exit_request.load(Ordering::Relaxed)
+    }
+
+    /// After [`CpuShared::take_exit_request`] returned true: how long ago
+    /// the oldest unobserved kick was issued (ns), and forget it. `None` when
+    /// the exit request was not a kick's (nothing was stamped).
+    pub fn take_kick_latency(&self) -> Option<u64> {
+        let at = self.kicked_at.swap(0, Ordering::Relaxed);
+        (at != 0).then(|| kick_clock_ns().saturating_sub(at - 1))
     }
 
     /// Consume the exit request (the vCPU thread only).

@@ -72,6 +72,20 @@ impl Percentiles {
     }
 }
 
+/// Kick latency: from `CpuShared::kick` to the vCPU consuming the exit
+/// request, for the first unobserved kick each time (later ones before it
+/// looks are observed together with it).
+#[derive(Clone, Debug, Serialize)]
+pub struct KickReport {
+    /// `--kick`.
+    pub mechanism: crate::kick::KickKind,
+    /// Kicks that found the vCPU running (it leaves guest code at its next
+    /// TB boundary), ns.
+    pub running_ns: Percentiles,
+    /// Kicks that found it halted in `wfi` (it is woken), ns.
+    pub halted_ns: Percentiles,
+}
+
 /// The BQL: its policy and lock, and its profile over the whole run.
 #[derive(Clone, Debug, Serialize)]
 pub struct BqlReport {
@@ -331,6 +345,8 @@ pub struct RunReport {
     pub timers: TimersReport,
     /// The BQL and its profile.
     pub bql: BqlReport,
+    /// Kick latencies.
+    pub kicks: KickReport,
     /// Per-vCPU figures.
     pub vcpus: Vec<VcpuReport>,
     /// Host facts.

@@ -277,17 +277,31 @@ pub fn run(
     };
     m.uart.flush();
 
-    let mut handoff: Option<hdrhistogram::Histogram<u64>> = None;
-    for s in stats.iter().flatten() {
-        if let Some(h) = &s.handoff_ns {
-            match &mut handoff {
-                Some(all) => {
-                    let _ = all.add(h);
+    // One histogram over every vCPU's.
+    let merge = |pick: fn(&VcpuStats) -> &Option<hdrhistogram::Histogram<u64>>| {
+        let mut all: Option<hdrhistogram::Histogram<u64>> = None;
+        for h in stats.iter().flatten().filter_map(|s| pick(s).as_ref()) {
+            match &mut all {
+                Some(a) => {
+                    let _ = a.add(h);
                 }
-                None => handoff = Some(h.clone()),
+                None => all = Some(h.clone()),
             }
         }
-    }
+        all
+    };
+    let handoff = merge(|s| &s.handoff_ns);
+    let kick_report = crate::report::KickReport {
+        mechanism: cfg.machine.kick,
+        running_ns: merge(|s| &s.kick_running_ns)
+            .as_ref()
+            .map(Percentiles::of)
+            .unwrap_or_default(),
+        halted_ns: merge(|s| &s.kick_halted_ns)
+            .as_ref()
+            .map(Percentiles::of)
+            .unwrap_or_default(),
+    };
     let vcpus: Vec<VcpuStats> = stats
         .into_iter()
         .enumerate()
@@ -332,6 +346,7 @@ pub fn run(
             bias_ns: ic.bias(),
         }),
         bql: crate::report::BqlReport::of(&m.bql, m.config.bql.policy),
+        kicks: kick_report,
         timers: TimersReport {
             // Guest-visible callbacks: the iothread's, less its hand-off
             // timers, plus those run at the vCPUs' deadlines.

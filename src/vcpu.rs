@@ -62,6 +62,13 @@ pub struct VcpuStats {
     pub pc: u64,
     /// (mcause, pc) of the last trap taken, if any.
     pub last_trap: Option<(u64, u64)>,
+    /// Kick latency (issued to observed by this vCPU), ns, for kicks that
+    /// found it running guest code.
+    #[serde(skip)]
+    pub kick_running_ns: Option<Histogram<u64>>,
+    /// The same for kicks that found it halted (waiting in `wfi`).
+    #[serde(skip)]
+    pub kick_halted_ns: Option<Histogram<u64>>,
     /// Real-time cost of each VIRTUAL-timer hand-off to the iothread, in ns
     /// (`--icount-timers iothread`): from the request to the vCPU resuming.
     #[serde(skip)]
@@ -211,7 +218,18 @@ pub fn vcpu_thread_fn(m: Arc<Machine>, hart: usize, waiter: Waiter) -> VcpuStats
             }
             h.reset();
         }
-        shared.take_exit_request();
+        if shared.take_exit_request() {
+            if let Some(ns) = shared.take_kick_latency() {
+                let h = if halted {
+                    &mut stats.kick_halted_ns
+                } else {
+                    &mut stats.kick_running_ns
+                };
+                let _ = h
+                    .get_or_insert_with(|| Histogram::new(3).expect("valid sigfig"))
+                    .record(ns.max(1));
+            }
+        }
         if icount_cfg.is_some() {
             stats.timers_run += match m.config.icount_timers {
                 IcountTimers::Vcpu => run_virtual_timers_if_due(&m) as u64,

@@ -141,3 +141,30 @@ fn bad_values_are_refused() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn kick_latency_is_reported_per_mechanism() {
+    let elf = common::guest("smp_ipi_pingpong");
+    for kick in ["futex", "signal", "eventfd"] {
+        let r = run_report(&[
+            "--kernel",
+            elf.to_str().unwrap(),
+            "--smp",
+            "2",
+            "--param",
+            "0=200",
+            "--kick",
+            kick,
+        ]);
+        let k = &r["kicks"];
+        assert_eq!(k["mechanism"], kick);
+        // Each round trip wakes a halted hart with an IPI.
+        let halted = k["halted_ns"]["count"].as_u64().unwrap();
+        assert!(halted >= 200, "{kick}: {k}");
+        let (p50, max) = (
+            k["halted_ns"]["p50"].as_u64().unwrap(),
+            k["halted_ns"]["max"].as_u64().unwrap(),
+        );
+        assert!(p50 > 0 && p50 <= max, "{k}");
+    }
+}
