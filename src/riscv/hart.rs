@@ -963,8 +963,11 @@ impl<'a> Hart<'a> {
     /// minstret under icount counts instructions (`icount_get_raw()`); every
     /// other case is [`Hart::ticks`] (QEMU 7.2 reads the same clock for both).
     fn counter_ticks(&mut self, idx: usize) -> u64 {
-        if idx == 2 && self.m.config.compat == Compat::Qemu10_0 {
-            if let Some(ic) = self.m.icount.clone() {
+        // `m` outlives `self`'s borrow: no `Arc` clone (and no write to its
+        // shared count) per counter read.
+        let m = self.m;
+        if idx == 2 && m.config.compat == Compat::Qemu10_0 {
+            if let Some(ic) = &m.icount {
                 self.sync_icount(1);
                 return ic.get_raw() as u64;
             }
