@@ -25,13 +25,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::kick::Waiter;
 use hdrhistogram::Histogram;
 
 use crate::bql::{BqlGuard, BqlPolicy};
 use crate::clock::ClockType;
 use crate::config::IcountTimers;
 use crate::icount;
+use crate::kick::Waiter;
 use crate::machine::Machine;
 use crate::riscv::hart::{Exit, Hart};
 use crate::timer::Timer;
