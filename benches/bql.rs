@@ -1,5 +1,5 @@
 //! The cost of the BQL's instrumentation: an uncontended acquire + release
-//! through [`vcpulab::bql::Bql`] (profile on, and off) against the same raw
+//! through [`vcpulab::sync::bql::Bql`] (profile on, and off) against the same raw
 //! lock taken bare, for every lock kind. One thread, so nothing contends:
 //! this is the price every device access pays when nobody else wants the
 //! lock. QSP, QEMU's profiler, reads the clock twice and looks up a hash
@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use lock_api::RawMutex;
-use vcpulab::bql::{AnyRawMutex, Bql, LockKind, profile::DEFAULT_HOLD_SAMPLE};
+use vcpulab::sync::bql::{AnyRawMutex, Bql, LockKind, profile::DEFAULT_HOLD_SAMPLE};
 
 fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(format!("VCPULAB_BENCH_{name}"))

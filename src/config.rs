@@ -334,6 +334,131 @@ pub enum IcountTimers {
     Iothread,
 }
 
+/// How vCPUs are mapped to host threads (`--accel tcg,thread=...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadMode {
+    /// One host thread runs every vCPU in turn (QEMU's round-robin TCG,
+    /// `tcg-accel-ops-rr.c`).
+    Single,
+    /// One host thread per vCPU (MTTCG, `tcg-accel-ops-mttcg.c`).
+    Multi,
+}
+
+/// The instruction budget of one round-robin turn under icount
+/// (`--accel tcg,rr-turn=...`; the default follows `--compat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RrTurn {
+    /// QEMU 8.1 and later: the round's budget limit divided by the number
+    /// of vCPUs (the whole limit when that rounds to 0), and never more than
+    /// the limit computed afresh when the turn starts.
+    Split,
+    /// QEMU 7.2: the whole budget limit, computed afresh, to each turn.
+    Whole,
+}
+
+/// The accelerator's options (`--accel tcg[,thread=single|multi][,rr-turn=split|whole]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AccelConfig {
+    /// Thread mode, resolved: QEMU's default is `multi` without icount and
+    /// `single` with it.
+    pub thread: ThreadMode,
+    /// The round-robin turn under icount (only `thread=single` uses it).
+    pub rr_turn: RrTurn,
+}
+
+impl AccelConfig {
+    /// Parse an `--accel` value (`None`: not given) and resolve the
+    /// defaults against icount and `--compat`. `thread=multi` with icount is
+    /// refused, as QEMU refuses it.
+    pub fn parse(
+        s: Option<&str>,
+        icount: bool,
+        compat: Compat,
+    ) -> Result<AccelConfig, ConfigError> {
+        let mut thread = None;
+        let mut rr_turn = None;
+        if let Some(s) = s {
+            let mut parts = s.split(',');
+            match parts.next() {
+                Some("tcg") => {}
+                Some(a) => {
+                    return err(format!(
+                        "invalid --accel '{s}': unknown accelerator '{a}' (expected tcg)"
+                    ));
+                }
+                None => unreachable!("split yields at least one item"),
+            }
+            for kv in parts {
+                let (k, v) = kv.split_once('=').ok_or_else(|| {
+                    ConfigError(format!(
+                        "invalid --accel '{s}': expected KEY=VALUE, got '{kv}'"
+                    ))
+                })?;
+                match k {
+                    "thread" if thread.is_none() => {
+                        thread = Some(match v {
+                            "single" => ThreadMode::Single,
+                            "multi" => ThreadMode::Multi,
+                            _ => {
+                                return err(format!(
+                                    "invalid --accel '{s}': thread={v}: expected single or multi"
+                                ));
+                            }
+                        })
+                    }
+                    "rr-turn" if rr_turn.is_none() => {
+                        rr_turn = Some(match v {
+                            "split" => RrTurn::Split,
+                            "whole" => RrTurn::Whole,
+                            _ => {
+                                return err(format!(
+                                    "invalid --accel '{s}': rr-turn={v}: expected split or whole"
+                                ));
+                            }
+                        })
+                    }
+                    "thread" | "rr-turn" => {
+                        return err(format!("invalid --accel '{s}': {k} given twice"));
+                    }
+                    _ => {
+                        return err(format!(
+                            "invalid --accel '{s}': unknown option '{k}' (expected thread, rr-turn)"
+                        ));
+                    }
+                }
+            }
+        }
+        let thread = thread.unwrap_or(if icount {
+            ThreadMode::Single
+        } else {
+            ThreadMode::Multi
+        });
+        if thread == ThreadMode::Multi && icount {
+            return err(format!(
+                "invalid --accel '{}': no MTTCG when icount is enabled (QEMU refuses it too; use thread=single)",
+                s.unwrap_or("tcg,thread=multi")
+            ));
+        }
+        Ok(AccelConfig {
+            thread,
+            rr_turn: rr_turn.unwrap_or(match compat {
+                Compat::Qemu10_0 => RrTurn::Split,
+                Compat::Qemu7_2 => RrTurn::Whole,
+            }),
+        })
+    }
+
+    /// The default for a run without `--accel` and without icount.
+    pub fn multi() -> AccelConfig {
+        AccelConfig {
+            thread: ThreadMode::Multi,
+            rr_turn: RrTurn::Split,
+        }
+    }
+}
+
 /// Which QEMU's behaviour to reproduce where QEMU versions differ
 /// (`--compat`). The list of differences is in `docs/machine.md`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -460,9 +585,9 @@ impl CpuConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct BqlConfig {
     /// When the BQL is taken.
-    pub policy: crate::bql::BqlPolicy,
+    pub policy: crate::sync::bql::BqlPolicy,
     /// The lock under it.
-    pub lock: crate::bql::LockKind,
+    pub lock: crate::sync::bql::LockKind,
     /// One acquisition in this many (per call site, a power of two) has its
     /// hold time measured.
     pub hold_sample: u32,
@@ -473,7 +598,7 @@ impl Default for BqlConfig {
         BqlConfig {
             policy: Default::default(),
             lock: Default::default(),
-            hold_sample: crate::bql::profile::DEFAULT_HOLD_SAMPLE,
+            hold_sample: crate::sync::bql::profile::DEFAULT_HOLD_SAMPLE,
         }
     }
 }
@@ -513,7 +638,9 @@ pub struct MachineConfig {
     /// The BQL policy, lock kind and profile.
     pub bql: BqlConfig,
     /// How vCPU threads are woken (`--kick`).
-    pub kick: crate::kick::KickKind,
+    pub kick: crate::sync::kick::KickKind,
+    /// Thread mode and round-robin turn (`--accel`).
+    pub accel: AccelConfig,
 }
 
 impl MachineConfig {
@@ -633,6 +760,38 @@ mod tests {
         assert!(IcountConfig::parse("shift=auto,align=on").is_err());
         assert!(IcountConfig::parse("sleep=off").is_err());
         assert!(IcountConfig::parse("shift=2,align=on").is_ok());
+    }
+
+    #[test]
+    fn accel_options() {
+        let c72 = Compat::Qemu7_2;
+        let c10 = Compat::Qemu10_0;
+        let a = AccelConfig::parse(None, false, c10).unwrap();
+        assert_eq!((a.thread, a.rr_turn), (ThreadMode::Multi, RrTurn::Split));
+        let a = AccelConfig::parse(None, true, c72).unwrap();
+        assert_eq!((a.thread, a.rr_turn), (ThreadMode::Single, RrTurn::Whole));
+        let a = AccelConfig::parse(Some("tcg,thread=single"), false, c10).unwrap();
+        assert_eq!(a.thread, ThreadMode::Single);
+        let a = AccelConfig::parse(Some("tcg,rr-turn=whole"), true, c10).unwrap();
+        assert_eq!((a.thread, a.rr_turn), (ThreadMode::Single, RrTurn::Whole));
+        assert_eq!(
+            AccelConfig::parse(Some("tcg"), true, c10).unwrap().thread,
+            ThreadMode::Single
+        );
+        let e = AccelConfig::parse(Some("tcg,thread=multi"), true, c10).unwrap_err();
+        assert!(e.0.contains("no MTTCG when icount"), "{e}");
+        for bad in [
+            "kvm",
+            "tcg,thread=both",
+            "tcg,thread",
+            "tcg,threads=multi",
+            "tcg,thread=single,thread=multi",
+            "tcg,rr-turn=half",
+            "",
+        ] {
+            let e = AccelConfig::parse(Some(bad), false, c10).unwrap_err();
+            assert!(e.0.contains(&format!("'{bad}'")), "{bad}: {e}");
+        }
     }
 
     #[test]

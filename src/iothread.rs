@@ -48,8 +48,8 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::clock::{ClockType, Clocks, monotonic_ns};
-use crate::timer::{NotifyFn, TimerListGroup};
+use crate::time::clock::{ClockType, Clocks, monotonic_ns};
+use crate::time::timer::{NotifyFn, TimerListGroup};
 
 /// Token of the loop's [`mio::Waker`].
 pub const WAKER: Token = Token(0);

@@ -5,16 +5,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use vcpulab::bql::{BqlPolicy, LockKind};
 use vcpulab::config::{
-    BqlConfig, Compat, CpuConfig, IcountConfig, IcountTimers, MachineConfig, parse_hold_sample,
-    parse_param, parse_size, parse_smp, parse_timeout,
+    AccelConfig, BqlConfig, Compat, CpuConfig, IcountConfig, IcountTimers, MachineConfig,
+    parse_hold_sample, parse_param, parse_size, parse_smp, parse_timeout,
 };
 use vcpulab::iothread::IoTimerMode;
 use vcpulab::monitor::MonitorSpec;
 use vcpulab::report::RunReport;
 use vcpulab::run::{RunConfig, RunError, run};
 use vcpulab::runstate::ExitReason;
+use vcpulab::sync::bql::{BqlPolicy, LockKind};
 
 #[derive(Parser)]
 #[command(
@@ -88,6 +88,11 @@ enum Cmd {
         /// Write a JSON run report to FILE.
         #[arg(long, value_name = "FILE")]
         stats: Option<PathBuf>,
+        /// Write the run's latency histograms (BQL wait and hold, kick
+        /// latency, iothread timer lateness, icount hand-offs) to FILE in the
+        /// HdrHistogram log format. See docs/report.md.
+        #[arg(long, value_name = "FILE")]
+        hist_log: Option<PathBuf>,
         /// Fill a parameter-block slot: NAME=VALUE, NAME a slot number 0..63 or
         /// iters (0), inner (1), delay (2). Repeatable.
         #[arg(long = "param", value_name = "NAME=VALUE")]
@@ -132,6 +137,14 @@ enum Cmd {
         /// eventfd (an eventfd the halted vCPU polls). See docs/sync.md.
         #[arg(long, value_name = "KIND", default_value = "futex")]
         kick: String,
+        /// The accelerator, QEMU's spelling: `tcg[,thread=single|multi][,rr-turn=split|whole]`.
+        /// thread=multi: one host thread per vCPU (the default without
+        /// icount); thread=single: one thread runs them all round-robin (the
+        /// default, and the only mode, with icount). rr-turn: a turn's icount
+        /// budget, QEMU 10.0's share of the limit (split) or 7.2's whole limit;
+        /// the default follows --compat. See docs/architecture.md.
+        #[arg(long, value_name = "OPTS")]
+        accel: Option<String>,
     },
 }
 
@@ -149,6 +162,7 @@ fn main() -> ExitCode {
             smp,
             timeout,
             stats,
+            hist_log,
             params,
             icount,
             icount_timers,
@@ -160,6 +174,7 @@ fn main() -> ExitCode {
             bql_lock,
             bql_hold_sample,
             kick,
+            accel,
         } => {
             let memory = match parse_size(&memory) {
                 Ok(m) => m,
@@ -200,6 +215,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
+            let accel = match AccelConfig::parse(accel.as_deref(), icount.is_some(), compat) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
             let bql = BqlConfig {
                 policy: match BqlPolicy::parse(&bql) {
                     Ok(p) => p,
@@ -225,10 +244,11 @@ fn main() -> ExitCode {
                 cpu,
                 compat,
                 bql,
-                kick: match vcpulab::kick::KickKind::parse(&kick) {
+                kick: match vcpulab::sync::kick::KickKind::parse(&kick) {
                     Ok(k) => k,
                     Err(e) => return fail(e),
                 },
+                accel,
             };
             if let Err(e) = machine.validate() {
                 return fail(e);
@@ -237,6 +257,7 @@ fn main() -> ExitCode {
                 machine,
                 timeout,
                 stats,
+                hist_log,
                 iothread_timer: match iothread_timer {
                     TimerMode::Timerfd => IoTimerMode::Timerfd,
                     TimerMode::Poll => IoTimerMode::Poll,
@@ -255,7 +276,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let out: vcpulab::devices::uart::Sink = Box::new(std::io::stdout());
+            let out: vcpulab::hw::devices::uart::Sink = Box::new(std::io::stdout());
             let builtin = cfg.machine.kernel.is_none();
             match run(&cfg, out, Some(&signals)) {
                 Ok(report) => {
@@ -278,7 +299,7 @@ fn main() -> ExitCode {
 /// After a run of the built-in guest (the main job): what it should have
 /// printed, how fast it ran, and the QEMU command that prints the same.
 fn builtin_summary(m: &MachineConfig, report: &RunReport) {
-    use vcpulab::loader::{BUILTIN_DEFAULT_ITERS, builtin_checksum};
+    use vcpulab::hw::loader::{BUILTIN_DEFAULT_ITERS, builtin_checksum};
     if report.exit.reason != ExitReason::FinisherPass {
         return;
     }

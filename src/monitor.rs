@@ -4,7 +4,7 @@
 //! table, the banner and the `(qemu) ` prompt), `monitor/hmp-cmds.c` (`hmp_stop`,
 //! `hmp_cont`, `hmp_info_status`, `hmp_quit`) and the `qapi` query commands whose data
 //! those print (`query-status`). `info clocks` and `info timers` have no QEMU counterpart;
-//! they show the state of [`crate::clock`] and [`crate::timer`] that this laboratory is
+//! they show the state of [`crate::time::clock`] and [`crate::time::timer`] that this laboratory is
 //! about.
 //!
 //! # Commands
@@ -73,12 +73,12 @@ use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use crate::clock::ClockType;
 use crate::config::IcountShift;
+use crate::hw::machine::Machine;
 use crate::iothread::{HandlerAction, IoHandler};
-use crate::machine::Machine;
 use crate::runstate::{ExitReason, ExitStatus};
-use crate::timer::TimerListGroup;
+use crate::time::clock::ClockType;
+use crate::time::timer::TimerListGroup;
 
 /// First line sent to every monitor (QEMU: `QEMU 7.2.0 monitor - type 'help' for more
 /// information`).
@@ -204,7 +204,7 @@ pub trait Vm {
     /// Requests shutdown with reason `quit`, exit status 0, and wakes every vCPU.
     fn quit(&self);
     /// The BQL's profile.
-    fn bql_profile(&self) -> &crate::bql::Profile;
+    fn bql_profile(&self) -> &crate::sync::bql::Profile;
 }
 
 impl Vm for Machine {
@@ -253,7 +253,7 @@ impl Vm for Machine {
         self.kick_all();
     }
 
-    fn bql_profile(&self) -> &crate::bql::Profile {
+    fn bql_profile(&self) -> &crate::sync::bql::Profile {
         self.bql.profile()
     }
 }
@@ -428,9 +428,9 @@ pub fn execute(vm: &dyn Vm, cmd: Command) -> Reply {
             max,
         } => {
             let sort = if mean {
-                crate::bql::SortBy::MeanWait
+                crate::sync::bql::SortBy::MeanWait
             } else {
-                crate::bql::SortBy::TotalWait
+                crate::sync::bql::SortBy::TotalWait
             };
             vm.bql_profile().snapshot().table(!no_coalesce, sort, max)
         }
@@ -964,8 +964,8 @@ mod tests {
     //! The atomics of the fake machine are plain flags and counters read back on the test
     //! thread; their orderings protect no other data.
     use super::*;
-    use crate::clock::ClockType;
     use crate::iothread::{IoThread, IoThreadConfig};
+    use crate::time::clock::ClockType;
     use std::io::BufRead;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
@@ -977,7 +977,7 @@ mod tests {
         pauses: AtomicUsize,
         icount: Option<IcountInfo>,
         timers: TimerListGroup,
-        bql: crate::bql::Bql,
+        bql: crate::sync::bql::Bql,
     }
 
     impl Fake {
@@ -988,7 +988,7 @@ mod tests {
                 pauses: AtomicUsize::new(0),
                 icount,
                 timers: TimerListGroup::new(),
-                bql: crate::bql::Bql::with(crate::bql::LockKind::ParkingLot, true, 1),
+                bql: crate::sync::bql::Bql::with(crate::sync::bql::LockKind::ParkingLot, true, 1),
             }
         }
     }
@@ -1024,7 +1024,7 @@ mod tests {
         fn quit(&self) {
             self.quit.store(true, Ordering::Relaxed);
         }
-        fn bql_profile(&self) -> &crate::bql::Profile {
+        fn bql_profile(&self) -> &crate::sync::bql::Profile {
             self.bql.profile()
         }
     }
@@ -1327,7 +1327,7 @@ mod tests {
         let vm = Arc::new(Fake::new(None));
         let mon = UnixMonitor::bind(&path, vm.clone()).unwrap();
         assert_eq!(mon.path(), path);
-        let clocks = Arc::new(crate::clock::Clocks::new());
+        let clocks = Arc::new(crate::time::clock::Clocks::new());
         let io = IoThread::spawn(
             clocks,
             Arc::new(TimerListGroup::new()),
@@ -1386,7 +1386,7 @@ mod tests {
         let path = dir.path().join("bp.sock");
         let mon = UnixMonitor::bind(&path, Arc::new(Fake::new(None))).unwrap();
         let io = IoThread::spawn(
-            Arc::new(crate::clock::Clocks::new()),
+            Arc::new(crate::time::clock::Clocks::new()),
             Arc::new(TimerListGroup::new()),
             IoThreadConfig {
                 handlers: vec![Box::new(mon)],

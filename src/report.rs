@@ -34,9 +34,9 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::accel::vcpu::VcpuStats;
 use crate::host::HostFacts;
 use crate::runstate::ExitReason;
-use crate::vcpu::VcpuStats;
 
 /// The current schema version.
 pub const SCHEMA: u32 = 2;
@@ -78,7 +78,7 @@ impl Percentiles {
 #[derive(Clone, Debug, Serialize)]
 pub struct KickReport {
     /// `--kick`.
-    pub mechanism: crate::kick::KickKind,
+    pub mechanism: crate::sync::kick::KickKind,
     /// Kicks that found the vCPU running (it leaves guest code at its next
     /// TB boundary), ns.
     pub running_ns: Percentiles,
@@ -90,9 +90,9 @@ pub struct KickReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct BqlReport {
     /// `--bql`.
-    pub policy: crate::bql::BqlPolicy,
+    pub policy: crate::sync::bql::BqlPolicy,
     /// `--bql-lock`.
-    pub lock: crate::bql::LockKind,
+    pub lock: crate::sync::bql::LockKind,
     /// Every acquisition, contended or not.
     pub acquisitions: u64,
     /// Acquisitions whose first try failed.
@@ -132,7 +132,7 @@ pub struct BqlSiteReport {
 
 impl BqlReport {
     /// The report of `bql` under `policy`.
-    pub fn of(bql: &crate::bql::Bql, policy: crate::bql::BqlPolicy) -> BqlReport {
+    pub fn of(bql: &crate::sync::bql::Bql, policy: crate::sync::bql::BqlPolicy) -> BqlReport {
         let snap = bql.profile().snapshot();
         BqlReport {
             policy,
@@ -145,7 +145,7 @@ impl BqlReport {
             hold_sample: snap.hold_sample,
             wanted_requests: bql.wanted_requests(),
             sites: snap
-                .by_site(true, crate::bql::SortBy::TotalWait)
+                .by_site(true, crate::sync::bql::SortBy::TotalWait)
                 .into_iter()
                 .map(|s| BqlSiteReport {
                     hold_ns_total: s.hold_ns_total(),
@@ -430,14 +430,21 @@ impl StatsFile {
     /// Writes `report` atomically: a temporary file in the same directory,
     /// renamed over the path.
     pub fn write(&self, report: &RunReport) -> Result<(), StatsError> {
+        let mut s = serde_json::to_string_pretty(report).map_err(|err| StatsError {
+            path: self.path.display().to_string(),
+            what: format!("cannot encode the report: {err}"),
+        })?;
+        s.push('\n');
+        self.write_bytes(s.as_bytes())
+    }
+
+    /// Writes `data` atomically, as [`StatsFile::write`] does.
+    pub fn write_bytes(&self, data: &[u8]) -> Result<(), StatsError> {
         use std::io::Write as _;
         let e = |what: String| StatsError {
             path: self.path.display().to_string(),
             what,
         };
-        let mut s = serde_json::to_string_pretty(report)
-            .map_err(|err| e(format!("cannot encode the report: {err}")))?;
-        s.push('\n');
         let mut tmp = tempfile::Builder::new()
             .prefix(".vcpulab-report-")
             .tempfile_in(&self.dir)
@@ -447,7 +454,7 @@ impl StatsFile {
                     self.dir.display()
                 ))
             })?;
-        tmp.write_all(s.as_bytes())
+        tmp.write_all(data)
             .and_then(|_| tmp.as_file().sync_data())
             .map_err(|err| e(format!("cannot write: {err}")))?;
         tmp.persist(&self.path).map_err(|err| {
@@ -458,6 +465,39 @@ impl StatsFile {
         })?;
         Ok(())
     }
+}
+
+/// The run's latency histograms in the HdrHistogram interval-log format
+/// (`--hist-log`): one interval per histogram, spanning the run, tagged with
+/// its name (the report's field names: `bql_wait_ns`, `bql_hold_ns`,
+/// `kick_running_ns`, `kick_halted_ns`, `iothread_lateness_ns`,
+/// `icount_handoff_ns`). Empty histograms are left out. Values are ns.
+/// Read with HdrHistogram's `HistogramLogReader` or `hdr-plot`.
+pub fn hist_log(
+    started: std::time::SystemTime,
+    wall: std::time::Duration,
+    hists: &[(&str, Option<&hdrhistogram::Histogram<u64>>)],
+) -> Result<Vec<u8>, String> {
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    let mut buf = Vec::new();
+    let mut ser = V2DeflateSerializer::new();
+    {
+        let mut log = IntervalLogWriterBuilder::new()
+            .add_comment("vcpulab run: latency histograms in ns, one interval per histogram over the whole run")
+            .with_start_time(started)
+            .with_base_time(started)
+            .begin_log_with(&mut buf, &mut ser)
+            .map_err(|e| format!("cannot begin the histogram log: {e}"))?;
+        for (name, h) in hists {
+            let Some(h) = h.filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            log.write_histogram(h, std::time::Duration::ZERO, wall, Tag::new(name))
+                .map_err(|e| format!("cannot write histogram {name}: {e:?}"))?;
+        }
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -11,21 +11,24 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::Receiver;
 use serde::Serialize;
 
-use crate::clock::ClockType;
-use crate::config::{IcountShift, MachineConfig};
-use crate::devices::uart::Sink;
+use crate::accel::Sched;
+use crate::accel::mttcg::vcpu_thread_fn;
+use crate::accel::rr::rr_thread_fn;
+use crate::accel::vcpu::VcpuStats;
+use crate::config::{IcountShift, MachineConfig, ThreadMode};
 use crate::host::{HostFacts, TermSignal, peak_rss_bytes, rfc3339_utc};
-use crate::icount::Adjuster;
+use crate::hw::devices::uart::Sink;
+use crate::hw::loader::LoadError;
+use crate::hw::machine::Machine;
 use crate::iothread::{IoThread, IoThreadConfig, IoTimerMode};
-use crate::loader::LoadError;
-use crate::machine::Machine;
 use crate::monitor::MonitorSpec;
 use crate::report::{
     ExitReport, IcountReport, Instructions, Percentiles, RunReport, SCHEMA, ShiftChange,
     StatsError, StatsFile, TimersReport, VcpuReport,
 };
 use crate::runstate::{ExitReason, ExitStatus};
-use crate::vcpu::{VcpuStats, vcpu_thread_fn};
+use crate::time::clock::ClockType;
+use crate::time::icount::Adjuster;
 
 /// Everything `vcpulab run` needs.
 #[derive(Clone, Debug, Serialize)]
@@ -37,6 +40,9 @@ pub struct RunConfig {
     pub timeout: Option<Duration>,
     /// Where to write the JSON report.
     pub stats: Option<PathBuf>,
+    /// Where to write the latency histograms in the HdrHistogram log format
+    /// (see [`crate::report::hist_log`]).
+    pub hist_log: Option<PathBuf>,
     /// How the iothread sleeps until deadlines.
     #[serde(serialize_with = "ser_mode")]
     pub iothread_timer: IoTimerMode,
@@ -104,9 +110,16 @@ pub fn run(
     out: Sink,
     signals: Option<&Receiver<TermSignal>>,
 ) -> Result<RunReport, RunError> {
-    let started_at = rfc3339_utc(SystemTime::now());
+    let started = SystemTime::now();
+    let started_at = rfc3339_utc(started);
     let stats_file = cfg
         .stats
+        .as_deref()
+        .map(StatsFile::prepare)
+        .transpose()
+        .map_err(RunError::Stats)?;
+    let hist_file = cfg
+        .hist_log
         .as_deref()
         .map(StatsFile::prepare)
         .transpose()
@@ -117,7 +130,7 @@ pub fn run(
             cfg.machine
                 .kernel
                 .as_deref()
-                .unwrap_or(std::path::Path::new(crate::loader::BUILTIN_NAME)),
+                .unwrap_or(std::path::Path::new(crate::hw::loader::BUILTIN_NAME)),
         )
     }) {
         eprintln!("vcpulab: {msg}");
@@ -179,22 +192,34 @@ pub fn run(
     let start = Instant::now();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<VcpuStats>();
     let mut joins = Vec::new();
+    let sched = Arc::new(Sched::new());
     if failure.is_none() {
+        let single = m.config.accel.thread == ThreadMode::Single;
         for (i, waiter) in waiters.into_iter().enumerate() {
-            let m2 = m.clone();
-            let tx = done_tx.clone();
-            let j = std::thread::Builder::new()
-                .name(format!("vcpu-{i}"))
-                .spawn(move || {
-                    let s = vcpu_thread_fn(m2.clone(), i, waiter);
-                    // A vCPU that ends makes the whole machine end (shutdown was
-                    // requested, or the thread panicked: then it is a host bug).
-                    let _ = tx.send(s);
-                });
+            let (m2, sched2, tx) = (m.clone(), sched.clone(), done_tx.clone());
+            let (name, what) = if single {
+                (
+                    "vcpu-rr".to_string(),
+                    "the round-robin vCPU thread".to_string(),
+                )
+            } else {
+                (format!("vcpu-{i}"), format!("vCPU thread {i}"))
+            };
+            let j = std::thread::Builder::new().name(name).spawn(move || {
+                // A vCPU that ends makes the whole machine end (shutdown was
+                // requested, or the thread panicked: then it is a host bug).
+                if single {
+                    for s in rr_thread_fn(m2, sched2, waiter) {
+                        let _ = tx.send(s);
+                    }
+                } else {
+                    let _ = tx.send(vcpu_thread_fn(m2, sched2, i, waiter));
+                }
+            });
             match j {
                 Ok(j) => joins.push(j),
                 Err(e) => {
-                    failure = Some(host_error(format!("cannot start vCPU thread {i}: {e}")));
+                    failure = Some(host_error(format!("cannot start {what}: {e}")));
                     break;
                 }
             }
@@ -212,7 +237,12 @@ pub fn run(
     let never = crossbeam_channel::never();
     let sig_rx = signals.unwrap_or(&never);
     let mut stats: Vec<Option<VcpuStats>> = vec![None; m.cpus.len()];
-    let mut remaining = joins.len();
+    // One report per vCPU, from its thread or from the round-robin thread.
+    let mut remaining = if m.config.accel.thread == ThreadMode::Single {
+        joins.len() * m.cpus.len()
+    } else {
+        joins.len()
+    };
     while remaining > 0 {
         let wait = match cfg.timeout {
             // Once the shutdown is requested, only the vCPUs' ends matter.
@@ -271,7 +301,8 @@ pub fn run(
     for j in joins {
         let _ = j.join();
     }
-    let (io_fired, io_lateness) = match io.map(|io| io.stop()) {
+    let io_stats = io.map(|io| io.stop());
+    let (io_fired, io_lateness) = match &io_stats {
         Some(s) => (s.timers_fired, Percentiles::of(&s.lateness)),
         None => (0, Percentiles::default()),
     };
@@ -291,13 +322,15 @@ pub fn run(
         all
     };
     let handoff = merge(|s| &s.handoff_ns);
+    let kick_running = merge(|s| &s.kick_running_ns);
+    let kick_halted = merge(|s| &s.kick_halted_ns);
     let kick_report = crate::report::KickReport {
         mechanism: cfg.machine.kick,
-        running_ns: merge(|s| &s.kick_running_ns)
+        running_ns: kick_running
             .as_ref()
             .map(Percentiles::of)
             .unwrap_or_default(),
-        halted_ns: merge(|s| &s.kick_halted_ns)
+        halted_ns: kick_halted
             .as_ref()
             .map(Percentiles::of)
             .unwrap_or_default(),
@@ -358,6 +391,32 @@ pub fn run(
         host: HostFacts::collect(),
         config: serde_json::to_value(cfg).unwrap_or(serde_json::Value::Null),
     };
+    let mut hist_err = None;
+    if let Some(f) = &hist_file {
+        let snap = m.bql.profile().snapshot();
+        let log = crate::report::hist_log(
+            started,
+            wall,
+            &[
+                ("bql_wait_ns", Some(&snap.wait)),
+                ("bql_hold_ns", Some(&snap.hold)),
+                ("kick_running_ns", kick_running.as_ref()),
+                ("kick_halted_ns", kick_halted.as_ref()),
+                (
+                    "iothread_lateness_ns",
+                    io_stats.as_ref().map(|s| &s.lateness),
+                ),
+                ("icount_handoff_ns", handoff.as_ref()),
+            ],
+        );
+        hist_err = match log {
+            Ok(bytes) => f.write_bytes(&bytes).err(),
+            Err(what) => Some(StatsError {
+                path: f.path().display().to_string(),
+                what,
+            }),
+        };
+    }
     if let Some(f) = &stats_file {
         if let Err(err) = f.write(&report) {
             return Err(RunError::ReportWrite {
@@ -365,6 +424,12 @@ pub fn run(
                 err,
             });
         }
+    }
+    if let Some(err) = hist_err {
+        return Err(RunError::ReportWrite {
+            report: Box::new(report),
+            err,
+        });
     }
     Ok(report)
 }

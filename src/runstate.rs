@@ -79,6 +79,12 @@ impl RunState {
         }
         // Release: the exit status is written before the flag is seen.
         self.shutdown.store(true, Ordering::Release);
+        drop(e);
+        // A thread in `wait_parked` re-checks the flag: take the lock it
+        // checks under, so the notification cannot fall between its check
+        // and its wait.
+        let _p = self.parked.lock();
+        self.parked_cv.notify_all();
     }
 
     /// Whether shutdown was requested.
@@ -108,23 +114,24 @@ impl RunState {
     }
 
     /// Called by a vCPU thread when it parks for (`true`) or leaves (`false`)
-    /// a pause.
-    pub fn set_parked(&self, parked: bool) {
+    /// a pause, for the `vcpus` vCPUs it runs (1, or all of them under
+    /// `thread=single`).
+    pub fn set_parked(&self, vcpus: usize, parked: bool) {
         let mut n = self.parked.lock();
         if parked {
-            *n += 1;
+            *n += vcpus;
         } else {
-            *n -= 1;
+            *n -= vcpus;
         }
         self.parked_cv.notify_all();
     }
 
-    /// Wait until `n` vCPUs are parked (or shutdown was requested).
+    /// Wait until `n` vCPUs are parked (or shutdown was requested). No
+    /// timeout: both ends notify under the lock this checks under.
     pub fn wait_parked(&self, n: usize) {
         let mut p = self.parked.lock();
         while *p < n && !self.shutdown_requested() {
-            self.parked_cv
-                .wait_for(&mut p, std::time::Duration::from_millis(10));
+            self.parked_cv.wait(&mut p);
         }
     }
 

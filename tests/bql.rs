@@ -51,7 +51,7 @@ fn hart_acquisitions(r: &serde_json::Value) -> u64 {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["site"].as_str().unwrap().starts_with("src/riscv/"))
+        .filter(|s| s["site"].as_str().unwrap().starts_with("src/target/riscv/"))
         .map(|s| s["acquisitions"].as_u64().unwrap())
         .sum()
 }
@@ -78,7 +78,7 @@ fn each_policy_takes_the_bql_where_it_says() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["site"].as_str().unwrap().starts_with("src/vcpu.rs"))
+        .filter(|s| s["site"].as_str().unwrap().starts_with("src/accel/vcpu.rs"))
         .map(|s| s["acquisitions"].as_u64().unwrap())
         .sum();
     assert!(exec >= 1, "the vCPUs take it to execute: {}", always["bql"]);

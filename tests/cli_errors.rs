@@ -325,6 +325,43 @@ fn bad_icount_options() {
 }
 
 #[test]
+fn bad_accel_options() {
+    let hello = guest("hello");
+    let k = hello.to_str().unwrap();
+    assert_bad_input(
+        &["run", "--kernel", k, "--accel", "kvm"],
+        &["--accel 'kvm'", "tcg"],
+    );
+    assert_bad_input(
+        &["run", "--kernel", k, "--accel", "tcg,thread=both"],
+        &["thread=both", "single or multi"],
+    );
+    assert_bad_input(
+        &["run", "--kernel", k, "--accel", "tcg,rr-turn=half"],
+        &["rr-turn=half", "split or whole"],
+    );
+    assert_bad_input(
+        &["run", "--kernel", k, "--accel", "tcg,frob=1"],
+        &["frob", "thread, rr-turn"],
+    );
+    assert_bad_input(
+        &[
+            "run",
+            "--kernel",
+            k,
+            "--accel",
+            "tcg,thread=multi",
+            "--icount",
+            "shift=3",
+        ],
+        &["no MTTCG when icount"],
+    );
+    assert_bad_input(&["run", "--kernel", k, "--bql", "never"], &["never"]);
+    assert_bad_input(&["run", "--kernel", k, "--bql-lock", "spin"], &["spin"]);
+    assert_bad_input(&["run", "--kernel", k, "--kick", "poke"], &["poke"]);
+}
+
+#[test]
 fn spinning_guest_times_out_with_its_progress() {
     let spin = guest("spin");
     let r = run(&[

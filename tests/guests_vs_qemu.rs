@@ -52,6 +52,7 @@ const GUESTS: &[qemu::Check] = &[
     ("smp_guests", smp_guests),
     ("boot_layout", boot_layout),
     ("kick_mechanisms", kick_mechanisms),
+    ("thread_modes", thread_modes),
     ("device_tree_address", device_tree_address),
 ];
 
@@ -211,6 +212,46 @@ fn guests_with_several_harts(q: &Qemu) {
         for name in SMP_GUESTS {
             compare_with(q, name, &[], &["-smp", n], &["--smp", n]);
         }
+    }
+}
+
+/// `--accel tcg,thread=single|multi` against QEMU's `-accel` with the same
+/// spelling: the misaligned-AMO cause follows the thread mode and the
+/// possible vCPUs (6 with MTTCG and `maxcpus` > 1, even with one hart
+/// present; 4 round-robin), and the SMP guests give the same bytes whether
+/// one thread runs their harts in turn or one thread each.
+fn thread_modes(q: &Qemu) {
+    for smp in ["1", "1,maxcpus=2", "2"] {
+        for t in ["single", "multi"] {
+            let accel = format!("tcg,thread={t}");
+            let q_args = ["-smp", smp, "-accel", &accel];
+            let v_args = ["--smp", smp, "--accel", &accel];
+            let out = compare_with(q, "trap_tour", &[], &q_args, &v_args);
+            let parallel = t == "multi" && smp != "1";
+            let want = if parallel { "mcause=0x6" } else { "mcause=0x4" };
+            let line = out
+                .lines()
+                .find(|l| l.starts_with("amoswap.w misaligned"))
+                .unwrap_or_else(|| panic!("no misaligned amoswap line in {out}"));
+            assert!(line.contains(want), "{smp} {t}: {line}");
+            compare_with(q, "csr_probe", &[], &q_args, &v_args);
+        }
+    }
+    let single = ["-smp", "2", "-accel", "tcg,thread=single"];
+    let v_single = ["--smp", "2", "--accel", "tcg,thread=single"];
+    compare_with(q, "smp_compute", &[(0, 20_000)], &single, &v_single);
+    compare_with(q, "smp_ipi_pingpong", &[(0, 200)], &single, &v_single);
+    for mode in 0..3 {
+        compare_with(
+            q,
+            "smp_spinlock",
+            &[(0, 3_000), (4, mode)],
+            &single,
+            &v_single,
+        );
+    }
+    for name in SMP_GUESTS {
+        compare_with(q, name, &[], &single, &v_single);
     }
 }
 

@@ -40,7 +40,7 @@ fn checksum_matches_the_expected_value() {
         let got = field(&stdout, "checksum=");
         let expected = field(&stderr, "expected checksum=");
         assert_eq!(got, expected, "stdout {stdout:?} stderr {stderr:?}");
-        let model = vcpulab::loader::builtin_checksum(iters.unwrap_or(0));
+        let model = vcpulab::hw::loader::builtin_checksum(iters.unwrap_or(0));
         assert_eq!(got, format!("{model:#x}"));
         assert!(stderr.contains(" MIPS"), "{stderr}");
         let qemu = stderr

@@ -212,3 +212,81 @@ fn host_error_still_writes_the_report() {
     assert_eq!(v["exit"]["code"], 1);
     assert!(v["exit"]["message"].as_str().unwrap().contains("m.sock"));
 }
+
+/// `--hist-log` writes the report's latency histograms in the HdrHistogram
+/// log format: each one readable back, with the counts the report gives.
+#[test]
+fn hist_log_holds_the_report_histograms() {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    let dir = scratch("hlog");
+    let hdir = scratch("hlog-h");
+    let r = dir.join("r.json");
+    let h = hdir.join("h.hlog");
+    let k = guest("smp_ipi_pingpong");
+    let (code, err) = run(
+        &[
+            "run",
+            "--kernel",
+            k.to_str().unwrap(),
+            "--smp",
+            "2",
+            "--param",
+            "0=300",
+            "--bql-hold-sample",
+            "1",
+            "--timeout",
+            "20",
+            "--stats",
+            r.to_str().unwrap(),
+            "--hist-log",
+            h.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v = read_report(&dir);
+    let bytes = std::fs::read(&h).unwrap();
+    let mut found = std::collections::BTreeMap::new();
+    for e in IntervalLogIterator::new(&bytes) {
+        if let LogEntry::Interval(i) = e.expect("a valid log line") {
+            let tag = i
+                .tag()
+                .expect("every interval is tagged")
+                .as_str()
+                .to_string();
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(i.encoded_histogram())
+                .expect("base64");
+            let hist: hdrhistogram::Histogram<u64> = Deserializer::new()
+                .deserialize(&mut raw.as_slice())
+                .expect("a V2 histogram");
+            found.insert(tag, hist.len());
+        }
+    }
+    let count = |p: &serde_json::Value| p["count"].as_u64().unwrap();
+    // 300 round trips wake a halted hart about 600 times.
+    assert!(count(&v["kicks"]["halted_ns"]) >= 300, "{}", v["kicks"]);
+    assert_eq!(
+        found.get("kick_halted_ns"),
+        Some(&count(&v["kicks"]["halted_ns"]))
+    );
+    assert!(count(&v["bql"]["hold_ns"]) > 0);
+    assert_eq!(found.get("bql_hold_ns"), Some(&count(&v["bql"]["hold_ns"])));
+    for tag in found.keys() {
+        assert!(
+            [
+                "bql_wait_ns",
+                "bql_hold_ns",
+                "kick_running_ns",
+                "kick_halted_ns",
+                "iothread_lateness_ns",
+                "icount_handoff_ns"
+            ]
+            .contains(&tag.as_str()),
+            "{tag}"
+        );
+    }
+}

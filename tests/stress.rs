@@ -8,7 +8,7 @@
 //!   thread halts and clears, thousands of times.
 //!
 //! The exhaustive check of the same protocol is the loom models in
-//! `src/cpu.rs` (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
+//! `src/accel/cpu.rs` (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
 
 mod common;
 
@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vcpulab::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
-use vcpulab::kick::{KickKind, Waiter};
+use vcpulab::accel::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
+use vcpulab::sync::kick::{KickKind, Waiter};
 
 /// A whole-machine run that takes longer than this has hung.
 const RUN_WATCHDOG: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@
 //!
 //! As in tokio's time module, the data structure that holds pending timers is separate from
 //! the driver that sleeps until the next one (here [`crate::iothread`], or a vCPU thread
-//! under icount) and from the clock that says what "now" is ([`crate::clock`]): a list only
+//! under icount) and from the clock that says what "now" is ([`crate::time::clock`]): a list only
 //! stores deadlines, answers "how long until the next one" ([`TimerList::deadline_ns`]) and
 //! fires what is due when the driver hands it the current time
 //! ([`TimerList::run_expired`]).
@@ -45,7 +45,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::clock::{ClockType, Clocks};
+use crate::time::clock::{ClockType, Clocks};
 
 /// A timer callback. It receives a handle to its own timer, so that it can re-arm it.
 type Callback = Box<dyn FnMut(&TimerRef) + Send>;

@@ -219,7 +219,7 @@ fn decode16_inner(h: u32) -> Insn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::riscv::decode::decode;
+    use crate::target::riscv::decode::decode;
 
     /// The fields that make up an instruction's meaning (not its length).
     fn meaning(d: Insn) -> (Op, u8, u8, u8, i64) {

@@ -71,7 +71,7 @@ pub trait BusDevice: Send {
 /// access to the device to a thread that holds the BQL, and panics for one
 /// that does not (a locking bug, never a guest error).
 pub struct BqlDevice<T> {
-    bql: std::sync::Arc<crate::bql::Bql>,
+    bql: std::sync::Arc<crate::sync::bql::Bql>,
     /// Set while a `with` call runs (a re-entrant call would alias).
     busy: std::cell::Cell<bool>,
     dev: std::cell::UnsafeCell<T>,
@@ -86,7 +86,7 @@ unsafe impl<T: Send> Sync for BqlDevice<T> {}
 
 impl<T: BusDevice> BqlDevice<T> {
     /// `dev`, protected by `bql`.
-    pub fn new(bql: std::sync::Arc<crate::bql::Bql>, dev: T) -> BqlDevice<T> {
+    pub fn new(bql: std::sync::Arc<crate::sync::bql::Bql>, dev: T) -> BqlDevice<T> {
         BqlDevice {
             bql,
             busy: std::cell::Cell::new(false),

@@ -220,7 +220,7 @@ fn orc_b(a: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::riscv::decode::decode as decode32;
+    use crate::target::riscv::decode::decode as decode32;
     use proptest::prelude::*;
 
     const ALL: CpuConfig = CpuConfig {

@@ -14,23 +14,23 @@
 
 use std::sync::Arc;
 
-use crate::bql::{Bql, BqlGuard, BqlPolicy};
-use crate::clock::ClockType;
-use crate::clock::{Clocks, IcountClock};
-use crate::config::{Compat, IcountShift, MachineConfig};
-use crate::cpu::CpuShared;
-use crate::devices::BusError;
-use crate::devices::clint::{CLINT_BASE, CLINT_SIZE, Clint};
-use crate::devices::finisher::{FINISHER_BASE, FINISHER_SIZE, Finisher};
-use crate::devices::plic::{PLIC_BASE, PLIC_SIZE, Plic};
-use crate::devices::rom::{ROM_BASE, ROM_SIZE, Rom};
-use crate::devices::uart::{Sink, UART_BASE, UART_IRQ, UART_SIZE, Uart};
-use crate::devices::{BqlDevice, MmioDevice};
-use crate::kick::Waiter;
-use crate::loader::{self, LoadError, LoadedKernel};
-use crate::memory::{Bus, RAM_BASE, Ram};
+use crate::accel::cpu::CpuShared;
+use crate::config::{Compat, IcountShift, MachineConfig, ThreadMode};
+use crate::hw::devices::BusError;
+use crate::hw::devices::clint::{CLINT_BASE, CLINT_SIZE, Clint};
+use crate::hw::devices::finisher::{FINISHER_BASE, FINISHER_SIZE, Finisher};
+use crate::hw::devices::plic::{PLIC_BASE, PLIC_SIZE, Plic};
+use crate::hw::devices::rom::{ROM_BASE, ROM_SIZE, Rom};
+use crate::hw::devices::uart::{Sink, UART_BASE, UART_IRQ, UART_SIZE, Uart};
+use crate::hw::devices::{BqlDevice, MmioDevice};
+use crate::hw::loader::{self, LoadError, LoadedKernel};
+use crate::hw::memory::{Bus, RAM_BASE, Ram};
 use crate::runstate::RunState;
-use crate::timer::TimerListGroup;
+use crate::sync::bql::{Bql, BqlGuard, BqlPolicy};
+use crate::sync::kick::Waiter;
+use crate::time::clock::ClockType;
+use crate::time::clock::{Clocks, IcountClock};
+use crate::time::timer::TimerListGroup;
 
 /// Where QEMU places the device tree for a given RAM size
 /// (`riscv_load_fdt`, 10.0: `riscv_compute_fdt_addr`): 2 MiB-aligned, just
@@ -89,17 +89,13 @@ pub struct Machine {
     pub kernel: LoadedKernel,
     /// The kernel image, reloaded on reset as QEMU reloads its ROM blobs.
     kernel_image: (std::path::PathBuf, Vec<u8>),
-    /// Number of vCPUs halted in `wfi` (icount moves VIRTUAL by itself only
-    /// when all are).
-    pub halted: std::sync::atomic::AtomicUsize,
-    /// Serialises the icount idle warp.
-    pub warp: parking_lot::Mutex<()>,
 }
 
 impl Machine {
     /// Build the machine and load `config.kernel` into it, writing the UART
-    /// to `out`. Returns the machine and one kick waiter per hart (for the vCPU
-    /// threads).
+    /// to `out`. Returns the machine and the kick waiters of the vCPU
+    /// threads: one per hart under `thread=multi`, one for all under
+    /// `thread=single`.
     pub fn new(config: MachineConfig, out: Sink) -> Result<(Arc<Machine>, Vec<Waiter>), LoadError> {
         let (data, path) = match &config.kernel {
             Some(p) => (loader::read_kernel(p)?, p.clone()),
@@ -115,18 +111,19 @@ impl Machine {
         let kernel = loader::load_elf(&path, &data, &ram, &DEVICES)?;
         loader::write_params(&ram, &config.params)?;
 
-        let parkers: Vec<Waiter> = (0..config.smp)
+        let single = config.accel.thread == ThreadMode::Single;
+        let threads = if single { 1 } else { config.smp };
+        let parkers: Vec<Waiter> = (0..threads)
             .map(|_| Waiter::new(config.kick))
             .collect::<std::io::Result<_>>()
             .map_err(|err| LoadError::Kick {
                 kind: config.kick.name(),
                 err,
             })?;
-        let cpus: Vec<Arc<CpuShared>> = parkers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Arc::new(CpuShared::new(i, p.kicker())))
+        let kickers = (0..config.smp)
+            .map(|i| parkers[if single { 0 } else { i }].kicker())
             .collect();
+        let cpus = CpuShared::group(kickers, single);
         let run = Arc::new(RunState::new());
         let icount = config.icount.map(|c| {
             let shift = match c.shift {
@@ -191,8 +188,6 @@ impl Machine {
             bql,
             kernel,
             kernel_image: (path, data),
-            halted: Default::default(),
-            warp: Default::default(),
         };
         Ok((Arc::new(m), parkers))
     }

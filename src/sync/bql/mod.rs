@@ -5,7 +5,7 @@
 //! `system/cpus.c`, with QSP's profile (`util/qsp.c`). vCPU threads run guest
 //! code outside it and take it for each device access; the iothread takes it
 //! to run timer callbacks. Devices that declare their own locking
-//! ([`crate::devices::MmioDevice::lockless`]) are reached without it.
+//! ([`crate::hw::devices::MmioDevice::lockless`]) are reached without it.
 //!
 //! The lock is a lock_api [`RawMutex`](lock_api::RawMutex) of one of the
 //! [`LockKind`]s ([`raw`]), under one instrumented wrapper ([`Bql`]) that
@@ -356,7 +356,9 @@ mod tests {
         let sites = bql.profile().snapshot().by_site(true, SortBy::TotalWait);
         assert_eq!(sites.len(), 2, "{sites:?}");
         assert!(
-            sites.iter().all(|s| s.site.starts_with("src/bql/mod.rs:")),
+            sites
+                .iter()
+                .all(|s| s.site.starts_with("src/sync/bql/mod.rs:")),
             "{sites:?}"
         );
         let mut counts: Vec<u64> = sites.iter().map(|s| s.acquisitions).collect();

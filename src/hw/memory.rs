@@ -39,7 +39,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::devices::MmioDevice;
+use crate::hw::devices::MmioDevice;
 
 /// Guest physical base address of RAM (QEMU `virt`: `VIRT_DRAM`).
 pub const RAM_BASE: u64 = 0x8000_0000;

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::{BusDevice, BusError, check_size};
-use crate::cpu::{CpuShared, MIP_MEIP};
+use crate::accel::cpu::{CpuShared, MIP_MEIP};
 
 /// Guest address of the PLIC.
 pub const PLIC_BASE: u64 = 0x0c00_0000;
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn claim_complete_cycle_drives_meip() {
-        let waiter = crate::kick::Waiter::new(crate::kick::KickKind::Futex).unwrap();
+        let waiter = crate::sync::kick::Waiter::new(crate::sync::kick::KickKind::Futex).unwrap();
         let cpu = Arc::new(CpuShared::new(0, waiter.kicker()));
         let mut plic = Plic::new(vec![cpu.clone()]);
         plic.write(4 * 10, 4, 3).unwrap(); // priority of source 10

@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::{BusError, MmioDevice, check_size};
-use crate::clock::{ClockType, Clocks};
-use crate::cpu::{CpuShared, MIP_MSIP, MIP_MTIP};
-use crate::timer::{Timer, TimerList};
+use crate::accel::cpu::{CpuShared, MIP_MSIP, MIP_MTIP};
+use crate::time::clock::{ClockType, Clocks};
+use crate::time::timer::{Timer, TimerList};
 
 /// Guest address of the CLINT.
 pub const CLINT_BASE: u64 = 0x0200_0000;

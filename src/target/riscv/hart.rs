@@ -30,10 +30,10 @@ use super::cause;
 use super::csr::*;
 use super::insn::{AmoOp, CsrOp, Insn, Op};
 use super::tb::TbCache;
+use crate::accel::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
 use crate::config::Compat;
-use crate::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
-use crate::machine::Machine;
-use crate::memory::RAM_BASE;
+use crate::hw::machine::Machine;
+use crate::hw::memory::RAM_BASE;
 
 /// Why [`Hart::execute`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl CpuState {
     fn power_on() -> CpuState {
         CpuState {
             x: [0; 256],
-            pc: crate::devices::rom::ROM_BASE,
+            pc: crate::hw::devices::rom::ROM_BASE,
             mstatus: 0,
             mie: 0,
             mtvec: 0,
@@ -336,11 +336,12 @@ impl<'a> Hart<'a> {
         let mut left = limit;
         let mut prev: Option<(u32, usize)> = None;
         // Local handles: one pointer chase per TB fewer on the hot path.
-        let shared = self.shared;
+        let exit_flag = self.shared.exit_flag();
         let machine = self.m;
         let ram = &machine.ram;
         loop {
-            if shared.exit_requested() {
+            // Relaxed: a hint, as `CpuShared::exit_requested`.
+            if exit_flag.load(std::sync::atomic::Ordering::Relaxed) {
                 return Exit::Kicked;
             }
             if left == 0 {
@@ -947,12 +948,15 @@ impl<'a> Hart<'a> {
         }
     }
 
-    /// The cause of a misaligned AMO or SC, as QEMU 7.2 reports it: with
-    /// parallel vCPUs (MTTCG: more than one hart, no icount) TCG's real atomic
-    /// access probes for a store (cause 6); with one vCPU thread it emulates
-    /// the AMO as a load then a store, and the load faults first (cause 4).
+    /// The cause of a misaligned AMO or SC, as QEMU reports it: when TCG
+    /// translates for parallel vCPUs (`CF_PARALLEL`: `thread=multi` and more
+    /// than one possible vCPU, `maxcpus` > 1, as `mttcg_start_vcpu_thread`
+    /// sets it) its real atomic access probes for a store (cause 6);
+    /// otherwise it emulates the AMO as a load then a store, and the load
+    /// faults first (cause 4).
     fn amo_misaligned_cause(&self) -> u64 {
-        if self.m.cpus.len() > 1 && self.m.icount.is_none() {
+        let cfg = &self.m.config;
+        if cfg.accel.thread == crate::config::ThreadMode::Multi && cfg.topology.maxcpus > 1 {
             cause::STORE_MISALIGNED
         } else {
             cause::LOAD_MISALIGNED
@@ -980,7 +984,7 @@ impl<'a> Hart<'a> {
     fn ticks(&mut self) -> i64 {
         if self.m.icount.is_some() {
             self.sync_icount(1);
-            self.m.clocks.get_ns(crate::clock::ClockType::Virtual)
+            self.m.clocks.get_ns(crate::time::clock::ClockType::Virtual)
         } else {
             self.m.clocks.cpu_get_ticks()
         }
@@ -1166,7 +1170,7 @@ impl<'a> Hart<'a> {
 
 /// Re-encode a CSR instruction (for mtval on an illegal CSR access).
 fn csr_word(d: Insn) -> u64 {
-    let rd = if d.rd == crate::riscv::insn::SINK {
+    let rd = if d.rd == crate::target::riscv::insn::SINK {
         0
     } else {
         d.rd as u64

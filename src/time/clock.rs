@@ -8,7 +8,7 @@
 //! # Design
 //!
 //! Like tokio's time module, the clock is a small, cheap, shareable source of "now" that the
-//! timer wheel (here: [`crate::timer`]) is driven by, and it is kept separate from the timer
+//! timer wheel (here: [`crate::time::timer`]) is driven by, and it is kept separate from the timer
 //! data structures so that tests and alternative drivers can substitute it.
 //!
 //! There are four clocks ([`ClockType`]):

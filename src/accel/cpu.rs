@@ -20,8 +20,10 @@
 //! kick alone, two devices at once and pause/resume over every interleaving
 //! (see [`crate::sync`]); `tests/stress.rs` runs them for real under watchdogs.
 
-use crate::kick::Kicker;
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
+
+use crate::sync::kick::Kicker;
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 
 /// The clock kick latencies are measured with: monotonic ns since the first
 /// call in this process (0 under loom, where nothing is timed).
@@ -40,6 +42,21 @@ pub fn kick_clock_ns() -> u64 {
     0
 }
 
+thread_local! {
+    /// Whether this thread is the `thread=single` round-robin thread.
+    static RR_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Mark the calling thread as the one that runs every vCPU round-robin
+/// (`thread=single`): kicks it issues to the vCPUs it runs are not kicks.
+pub fn mark_rr_thread() {
+    RR_THREAD.with(|c| c.set(true));
+}
+
+fn on_rr_thread() -> bool {
+    RR_THREAD.with(|c| c.get())
+}
+
 /// Machine software interrupt pending bit of `mip`.
 pub const MIP_MSIP: u64 = 1 << 3;
 /// Machine timer interrupt pending bit of `mip`.
@@ -47,12 +64,32 @@ pub const MIP_MTIP: u64 = 1 << 7;
 /// Machine external interrupt pending bit of `mip`.
 pub const MIP_MEIP: u64 = 1 << 11;
 
+/// The exit requests of every vCPU of a run, each on a cache line of its
+/// own (the flag is read at every TB boundary by its vCPU and written only
+/// by kickers: sharing a line would let one vCPU's kicks slow the others).
+pub struct ExitFlags(Box<[CachePadded<AtomicBool>]>);
+
+impl ExitFlags {
+    /// `n` cleared flags.
+    pub fn new(n: usize) -> Arc<ExitFlags> {
+        Arc::new(ExitFlags(
+            (0..n)
+                .map(|_| CachePadded::new(AtomicBool::new(false)))
+                .collect(),
+        ))
+    }
+}
+
 /// Cross-thread state of one vCPU.
 pub struct CpuShared {
     /// Hart id (`mhartid`), also the index in the machine's vCPU list.
     pub index: usize,
     mip: AtomicU64,
-    exit_request: AtomicBool,
+    exits: Arc<ExitFlags>,
+    /// `thread=single`: a kick asks every vCPU to exit, as QEMU's
+    /// `rr_kick_vcpu_thread` does (`cpu_exit` on each), since the one thread
+    /// that runs them all may be running any of them.
+    kick_all: bool,
     kicker: Kicker,
     /// Instructions retired, published by the vCPU thread at its exits.
     pub instret: AtomicU64,
@@ -65,13 +102,31 @@ pub struct CpuShared {
 }
 
 impl CpuShared {
-    /// New state for hart `index`, woken through `kicker` (the kicking end
-    /// of the vCPU thread's [`crate::kick::Waiter`]).
+    /// New state for a lone hart `index`, woken through `kicker` (the kicking
+    /// end of the vCPU thread's [`crate::sync::kick::Waiter`]).
     pub fn new(index: usize, kicker: Kicker) -> CpuShared {
+        CpuShared::in_group(index, kicker, ExitFlags::new(index + 1), false)
+    }
+
+    /// The vCPUs of a run, hart `i` woken through `kickers[i]`: one thread
+    /// each (`kick_all` false), or one thread for all (`kick_all` true; the
+    /// kickers are then clones of one waiter's, and a kick to any vCPU asks
+    /// each to exit).
+    pub fn group(kickers: Vec<Kicker>, kick_all: bool) -> Vec<Arc<CpuShared>> {
+        let exits = ExitFlags::new(kickers.len());
+        kickers
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| Arc::new(CpuShared::in_group(i, k, exits.clone(), kick_all)))
+            .collect()
+    }
+
+    fn in_group(index: usize, kicker: Kicker, exits: Arc<ExitFlags>, kick_all: bool) -> CpuShared {
         CpuShared {
             index,
             mip: AtomicU64::new(0),
-            exit_request: AtomicBool::new(false),
+            exits,
+            kick_all,
             kicker,
             instret: AtomicU64::new(0),
             kicks: AtomicU64::new(0),
@@ -104,6 +159,15 @@ impl CpuShared {
     /// Ask the vCPU to leave its execution loop at the next TB boundary, and
     /// wake it if halted.
     pub fn kick(&self) {
+        if self.kick_all && on_rr_thread() {
+            // The round-robin thread interrupting a vCPU it runs (a device
+            // access, a timer it ran between turns): as QEMU's
+            // `tcg_handle_interrupt` on the vCPU's own thread, no kick. The
+            // target takes the interrupt when its turn comes (a turn checks
+            // interrupts before it executes), and the vCPU whose access raised
+            // it leaves its TB at that access, as every device access does.
+            return;
+        }
         self.kicks.fetch_add(1, Ordering::Relaxed);
         // Only the first kick since the vCPU last looked is timed (later ones
         // are observed together with it). Relaxed: the stamp is a
@@ -117,8 +181,31 @@ impl CpuShared {
         );
         // Release: everything the kicker wrote before the kick (mip, stop
         // requests) is visible to the vCPU once it acquires `exit_request`.
-        self.exit_request.store(true, Ordering::Release);
+        if self.kick_all {
+            for f in self.exits.0.iter() {
+                f.store(true, Ordering::Release);
+            }
+        } else {
+            self.exit_flag().store(true, Ordering::Release);
+        }
         self.kicker.unpark();
+    }
+
+    /// Ask this vCPU alone to leave guest code at its next TB boundary,
+    /// without waking anything (QEMU's `cpu_exit`): for a thread known to be
+    /// running it, such as the round-robin kick timer's.
+    pub fn request_exit(&self) {
+        // Release: as in `kick`.
+        self.exit_flag().store(true, Ordering::Release);
+    }
+
+    /// This vCPU's exit-request flag, for a loop that checks it at every TB
+    /// boundary and wants the lookup done once: read it Relaxed, as
+    /// [`CpuShared::exit_requested`] does, and consume it only with
+    /// [`CpuShared::take_exit_request`].
+    #[inline(always)]
+    pub fn exit_flag(&self) -> &AtomicBool {
+        &self.exits.0[self.index]
     }
 
     /// Wake the vCPU thread if it is parked, without an exit request (used to
@@ -131,7 +218,7 @@ impl CpuShared {
     #[inline(always)]
     pub fn exit_requested(&self) -> bool {
         // Relaxed: only a hint; `take_exit_request` does the acquiring swap.
-        self.exit_request.load(Ordering::Relaxed)
+        self.exit_flag().load(Ordering::Relaxed)
     }
 
     /// After [`CpuShared::take_exit_request`] returned true: how long ago
@@ -153,8 +240,8 @@ impl CpuShared {
         // concurrently with a kick's store can make loom let a later load miss
         // the kick, a false deadlock.)
         // Acquire: pairs with the Release store in `kick`.
-        self.exit_request.load(Ordering::Relaxed)
-            && self.exit_request.swap(false, Ordering::Acquire)
+        let f = self.exit_flag();
+        f.load(Ordering::Relaxed) && f.swap(false, Ordering::Acquire)
     }
 }
 
@@ -167,7 +254,7 @@ mod loom_tests {
     use loom::thread;
 
     use super::*;
-    use crate::kick::{KickKind, Waiter};
+    use crate::sync::kick::{KickKind, Waiter};
     use crate::sync::{Arc, AtomicBool, AtomicUsize};
 
     /// Why a halt ended.
@@ -353,6 +440,38 @@ mod loom_tests {
         });
     }
 
+    /// (e) `thread=single`: two vCPUs share one waiter and a kick to either
+    /// asks both to exit. The round-robin thread, idle (both halted, nothing
+    /// pending), consumes the exit requests and looks at both lines before
+    /// each park, as `rr_thread_fn` does through `Vcpu::step`; a device
+    /// raising hart 1's line wakes it, and it then sees the bit.
+    #[test]
+    fn loom_rr_kick_wakes_the_one_thread() {
+        loom::model(|| {
+            let waiter = Waiter::new(KickKind::Futex).unwrap();
+            let cpus = CpuShared::group(vec![waiter.kicker(), waiter.kicker()], true);
+            let dev = {
+                let cpu = cpus[1].clone();
+                thread::spawn(move || cpu.set_irq(MIP_MSIP, true))
+            };
+            loop {
+                for c in &cpus {
+                    c.take_exit_request();
+                }
+                if cpus.iter().any(|c| c.mip() & MIP_MSIP != 0) {
+                    break;
+                }
+                waiter.park();
+            }
+            dev.join().unwrap();
+            assert_eq!(cpus[1].mip(), MIP_MSIP);
+            assert_eq!(cpus[0].mip(), 0);
+            // The kick asked both vCPUs to exit; the loop may have consumed
+            // either request before it saw the bit, never a third.
+            assert_eq!(cpus[1].kicks.load(Ordering::Relaxed), 1);
+        });
+    }
+
     /// The models have teeth: with the device's two steps swapped (kick, then
     /// raise the bit) and a vCPU that waits for the bit only, the kick can be
     /// consumed before the bit is visible and the vCPU parks for ever. Loom
@@ -380,6 +499,6 @@ mod loom_tests {
     /// Loom finds the lost wake-up of [`broken_kick_before_mip`].
     #[test]
     fn loom_finds_lost_wakeup() {
-        crate::sync::assert_loom_finds_deadlock("cpu::loom_tests::broken_kick_before_mip");
+        crate::sync::assert_loom_finds_deadlock("accel::cpu::loom_tests::broken_kick_before_mip");
     }
 }

@@ -1,5 +1,8 @@
-//! The synchronization types of the cross-thread vCPU state ([`crate::cpu`]),
-//! behind one switch so that the kick protocol can be model-checked.
+//! Synchronization: the BQL with its lock kinds and profile ([`bql`]), the
+//! kick mechanisms ([`kick`]), and the shim below, which names the atomics,
+//! `Arc` and parker of the cross-thread vCPU state ([`crate::accel::cpu`]) and
+//! of the kicks behind one switch so that their protocols can be
+//! model-checked.
 //!
 //! Why this module exists: a lost wake-up (a kick that lands between the
 //! vCPU's "anything to do?" check and its park) shows up in a normal test only
@@ -14,11 +17,15 @@
 //!   `Parker`/`Unparker` pair with crossbeam's token semantics (an `unpark`
 //!   before `park` is not lost; tokens do not accumulate) built on loom's
 //!   `Mutex` and `Condvar`. Under loom the crate is reduced to this module and
-//!   [`crate::cpu`], whose `loom_tests` are the models:
+//!   [`crate::accel::cpu`], whose `loom_tests` are the models:
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib loom
 //! ```
+
+#[cfg(not(loom))]
+pub mod bql;
+pub mod kick;
 
 #[cfg(not(loom))]
 pub use std::sync::Arc;
@@ -127,7 +134,7 @@ mod loom_parker {
 }
 
 /// Runs the `#[ignore]`d loom model `test` (a full path such as
-/// `cpu::loom_tests::broken_kick_before_mip`) in a child test process and
+/// `accel::cpu::loom_tests::broken_kick_before_mip`) in a child test process and
 /// asserts that loom reports a deadlock there. The control models that must
 /// fail run this way because loom aborts the process while cleaning up after
 /// the deadlock it found.

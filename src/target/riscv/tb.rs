@@ -259,7 +259,7 @@ impl TbCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::riscv::insn::Op;
+    use crate::target::riscv::insn::Op;
 
     const C_ON: CpuConfig = CpuConfig {
         c: true,

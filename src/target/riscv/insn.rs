@@ -94,7 +94,7 @@ pub enum Op {
     /// Atomic memory operation; `imm` is 4 or 8, `rs2` the source, and the kind
     /// is in the upper bits: `imm >> 8` is the [`AmoOp`].
     Amo,
-    // Zba (`src/riscv/bitmanip.rs`); immediate forms keep the shift amount
+    // Zba (`src/target/riscv/bitmanip.rs`); immediate forms keep the shift amount
     // in `imm`.
     AddUw,
     Sh1add,

@@ -3,7 +3,7 @@
 //! QEMU analogue: `accel/tcg/icount-common.c` (`icount_adjust`,
 //! `icount_adjust_rt`, `icount_adjust_vm`, `icount_warp_rt`) and
 //! `accel/tcg/tcg-accel-ops-icount.c` (`icount_get_limit`). The clock itself
-//! (`VIRTUAL = bias + (icount << shift)`) is [`crate::clock::IcountClock`];
+//! (`VIRTUAL = bias + (icount << shift)`) is [`crate::time::clock::IcountClock`];
 //! this module holds the policy around it:
 //!
 //! - [`budget`]: the number of instructions a vCPU may run before the
@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::clock::{ClockType, Clocks, IcountClock, MAX_ICOUNT_SHIFT};
-use crate::timer::{Timer, TimerListGroup};
+use crate::time::clock::{ClockType, Clocks, IcountClock, MAX_ICOUNT_SHIFT};
+use crate::time::timer::{Timer, TimerListGroup};
 
 /// QEMU's `ICOUNT_WOBBLE`: 100 ms.
 pub const ICOUNT_WOBBLE_NS: i64 = 100_000_000;
@@ -37,7 +37,7 @@ pub fn budget(ic: &IcountClock, clocks: &Clocks, timers: &TimerListGroup) -> u64
     let rd = timers
         .get(ClockType::Realtime)
         .deadline_ns(clocks.get_ns(ClockType::Realtime));
-    let d = crate::timer::soonest_timeout(vd, rd);
+    let d = crate::time::timer::soonest_timeout(vd, rd);
     let d = if !(0..=i32::MAX as i64).contains(&d) {
         i32::MAX as i64
     } else {

@@ -600,6 +600,8 @@ mod loom_tests {
     /// Loom finds the lost kick of [`broken_signal_kick_plain_clear`].
     #[test]
     fn loom_finds_lost_signal_kick() {
-        crate::sync::assert_loom_finds_deadlock("kick::loom_tests::broken_signal_kick_plain_clear");
+        crate::sync::assert_loom_finds_deadlock(
+            "sync::kick::loom_tests::broken_signal_kick_plain_clear",
+        );
     }
 }

@@ -32,7 +32,7 @@ use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 
 use crate::config::PARAM_BLOCK;
-use crate::memory::{RAM_BASE, Ram};
+use crate::hw::memory::{RAM_BASE, Ram};
 
 /// A loader error: one line naming the file and what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +160,10 @@ impl Dropped {
 pub type DeviceRange = (&'static str, u64, u64);
 
 /// The guest run when no kernel is given: `guests/build/compute.elf`.
-pub const BUILTIN_KERNEL: &[u8] = include_bytes!("../guests/build/compute.elf");
+pub const BUILTIN_KERNEL: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/guests/build/compute.elf"
+));
 
 /// Name shown for the built-in kernel.
 pub const BUILTIN_NAME: &str = "<built-in compute guest>";

@@ -1,0 +1,225 @@
+//! `--accel tcg,thread=single`: one host thread runs every vCPU in turn
+//! (the default, and the only mode, under icount).
+//!
+//! QEMU analogue: `accel/tcg/tcg-accel-ops-rr.c` (`rr_cpu_thread_fn`,
+//! `rr_kick_next_cpu`, `rr_wait_io_event`) and `icount_percpu_budget` in
+//! `tcg-accel-ops-icount.c`.
+//!
+//! The loop, as QEMU's:
+//!
+//! - **A round** starts at the vCPU where the last one stopped (the first
+//!   vCPU after a round that ran to the end). Under icount, the VIRTUAL
+//!   timers whose deadline has come run first, on this thread, and the
+//!   round's timeslice is computed: with `rr-turn=split` (QEMU 8.1 and
+//!   later, the default of `--compat qemu-10.0`) the budget limit divided
+//!   by the number of vCPUs, or the whole limit when that rounds to 0; with
+//!   `rr-turn=whole` (QEMU 7.2) no timeslice.
+//! - **The vCPUs take turns** in hart order. Before each turn the round
+//!   ends if that vCPU has an exit request (it is consumed, and the next
+//!   round starts with it). A turn runs the vCPU until it halts, is kicked,
+//!   or (icount) exhausts its budget: the limit computed afresh, and never
+//!   more than what is left of the timeslice. Device accesses do not end a
+//!   turn. A halted vCPU with nothing pending is skipped.
+//! - **Kicks.** A kick from another thread (the iothread's timers, the
+//!   monitor, a signal) asks every vCPU to exit (QEMU's
+//!   `rr_kick_vcpu_thread`), so the running one leaves at its next TB
+//!   boundary and the round ends at the next vCPU. A vCPU interrupting
+//!   another from this thread (an IPI, a timer run between turns) is no
+//!   kick: the target takes the interrupt when its turn comes.
+//! - **The kick timer**: with more than one vCPU, a VIRTUAL timer every
+//!   100 ms (`TCG_KICK_PERIOD`) asks the running vCPU to exit, so that one
+//!   spinning vCPU cannot keep the others from running. Under icount its
+//!   deadline ends a turn like any other. It is stopped while every vCPU is
+//!   idle.
+//! - **Idle**: when every vCPU is halted with nothing pending, the thread
+//!   waits for a kick; under icount, VIRTUAL moves on by itself
+//!   ([`idle_wait`]: the warp).
+//!
+//! Under `--bql always` the thread holds the BQL across turns, as
+//! single-threaded TCG did before MTTCG, and gives it up at the same exits
+//! as a vCPU thread does ([`crate::accel::vcpu::ExecLock`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::accel::cpu::{CpuShared, mark_rr_thread};
+use crate::accel::mttcg::park_while_paused;
+use crate::accel::vcpu::{
+    ExecLock, Handoff, Step, Vcpu, VcpuStats, icount_limit, idle_wait, run_due_timers,
+};
+use crate::accel::{NO_VCPU, Sched};
+use crate::config::{IcountTimers, RrTurn};
+use crate::hw::machine::Machine;
+use crate::sync::kick::Waiter;
+use crate::target::riscv::hart::Exit;
+use crate::time::clock::ClockType;
+use crate::time::timer::Timer;
+
+/// QEMU's `TCG_KICK_PERIOD`: the round-robin kick timer's period on
+/// VIRTUAL, in ns.
+pub const TCG_KICK_PERIOD_NS: i64 = 100_000_000;
+
+/// The round-robin kick timer (QEMU's `rr_kick_vcpu_timer`).
+struct KickTimer {
+    timer: Timer,
+    clocks: Arc<crate::time::clock::Clocks>,
+}
+
+impl KickTimer {
+    fn new(m: &Machine, sched: &Arc<Sched>) -> KickTimer {
+        let (cpus, sched, clocks) = (m.cpus.clone(), sched.clone(), m.clocks.clone());
+        let timer = m
+            .timers
+            .get(ClockType::Virtual)
+            .new_timer_with_ref(move |t| {
+                t.modify(clocks.get_ns(ClockType::Virtual) + TCG_KICK_PERIOD_NS);
+                kick_current(&cpus, &sched);
+            });
+        KickTimer {
+            timer,
+            clocks: m.clocks.clone(),
+        }
+    }
+
+    /// `rr_start_kick_timer`: arm it unless it is pending.
+    fn start(&self) {
+        if !self.timer.is_pending() {
+            self.timer
+                .modify(self.clocks.get_ns(ClockType::Virtual) + TCG_KICK_PERIOD_NS);
+        }
+    }
+
+    /// `rr_stop_kick_timer`.
+    fn stop(&self) {
+        self.timer.delete();
+    }
+}
+
+/// QEMU's `rr_kick_next_cpu`: ask the vCPU whose turn it is to exit; read
+/// the current vCPU again after the request, so that a turn that began in
+/// between is asked too.
+fn kick_current(cpus: &[Arc<CpuShared>], sched: &Sched) {
+    loop {
+        // SeqCst, with the SeqCst store of `rr_current` before each turn:
+        // either this load sees the new turn's vCPU, or that vCPU's first
+        // TB-boundary check sees the request made here to the old one... and
+        // the loop then asks the new one too.
+        let cur = sched.rr_current.load(Ordering::SeqCst);
+        if cur != NO_VCPU {
+            cpus[cur].request_exit();
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if cur == sched.rr_current.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+}
+
+/// Instructions a vCPU has added to icount so far (the budget's unit).
+fn counted(v: &Vcpu<'_>) -> u64 {
+    v.hart.retired + v.hart.icount_bonus
+}
+
+/// Run every hart of `m` on the calling thread, round-robin, until the
+/// machine shuts down. Returns each vCPU's statistics, in hart order; the
+/// VIRTUAL timers this thread ran between turns (and its hand-offs) are
+/// counted on vCPU 0.
+pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<VcpuStats> {
+    mark_rr_thread();
+    let n = m.cpus.len();
+    let mut vcpus: Vec<Vcpu<'_>> = (0..n).map(|i| Vcpu::new(&m, &sched, i)).collect();
+    let mut lock = ExecLock::new(&m);
+    let handoff = Handoff::new(&m, 0);
+    let kick_timer = (n > 1).then(|| KickTimer::new(&m, &sched));
+    if let Some(k) = &kick_timer {
+        k.start();
+    }
+    let icount = m.config.icount.is_some();
+    let split = m.config.accel.rr_turn == RrTurn::Split && n > 1;
+    let handoff_timers = icount && m.config.icount_timers == IcountTimers::Iothread;
+    // Where the next round starts: the vCPU that ended the last round with
+    // its exit request, or the first.
+    let mut start = 0;
+    'run: loop {
+        // One round. Under icount: the timers due now, then the timeslice.
+        let mut slice = u64::MAX;
+        if icount {
+            if handoff_timers {
+                // The iothread runs them, under the BQL.
+                lock.release();
+            }
+            let stats = vcpus[0].stats_mut();
+            stats.timers_run += run_due_timers(&m, &handoff, &waiter, stats) as u64;
+            if split {
+                let limit = icount_limit(&m);
+                slice = match limit / n as u64 {
+                    0 => limit,
+                    s => s,
+                };
+            }
+        }
+        let mut i = start;
+        start = 0;
+        while i < n {
+            if m.cpus[i].exit_requested() {
+                vcpus[i].observe_kick();
+                start = i;
+                break;
+            }
+            // SeqCst: see `kick_current`.
+            sched.rr_current.store(i, Ordering::SeqCst);
+            let v = &mut vcpus[i];
+            let mut left = slice;
+            let end = loop {
+                let limit = if icount {
+                    icount_limit(&m).min(left)
+                } else {
+                    u64::MAX
+                };
+                let before = counted(v);
+                match v.step(limit, &mut lock) {
+                    Step::Ran(Exit::Io) | Step::Yielded => {
+                        left = left.saturating_sub(counted(v) - before);
+                        if icount && left == 0 {
+                            break None;
+                        }
+                    }
+                    Step::Ran(Exit::Kicked) => {
+                        // Consumed here, as `cpu_exec` consumes it when it
+                        // leaves: it asked this turn to end, not the round.
+                        v.observe_kick();
+                        break None;
+                    }
+                    Step::Ran(Exit::Budget | Exit::Halt) | Step::Idle => break None,
+                    Step::Paused => {
+                        sched.rr_current.store(NO_VCPU, Ordering::SeqCst);
+                        park_while_paused(&m, &waiter, n);
+                        sched.rr_current.store(i, Ordering::SeqCst);
+                    }
+                    Step::Finished => break Some(()),
+                }
+            };
+            sched.rr_current.store(NO_VCPU, Ordering::SeqCst);
+            if end.is_some() {
+                break 'run;
+            }
+            i += 1;
+        }
+        // `rr_wait_io_event`: wait while every vCPU is idle.
+        if vcpus.iter().all(|v| v.halted() && !v.has_work())
+            && !m.run.shutdown_requested()
+            && !m.run.pause_requested()
+        {
+            if let Some(k) = &kick_timer {
+                k.stop();
+            }
+            lock.release();
+            idle_wait(&m, &sched, &waiter);
+        }
+        if let Some(k) = &kick_timer {
+            k.start();
+        }
+    }
+    drop(lock);
+    vcpus.into_iter().map(Vcpu::finish).collect()
+}

@@ -1,0 +1,507 @@
+//! One vCPU as a state machine, [`Vcpu::step`], and what its drivers share:
+//! the BQL held across execution under `--bql always` ([`ExecLock`]), the
+//! icount budget, the VIRTUAL timers at a deadline and their hand-off to
+//! the iothread, and the idle wait.
+//!
+//! QEMU analogue: `accel/tcg/tcg-accel-ops.c` (`tcg_cpu_exec`),
+//! `tcg-accel-ops-icount.c` (`icount_prepare_for_run`,
+//! `icount_process_data`, `icount_handle_deadline`) and `system/cpus.c`
+//! (`qemu_wait_io_event`).
+//!
+//! A step:
+//!
+//! 1. Leave if the machine is shutting down or pausing; reset the hart if a
+//!    reset was requested; consume the exit request (timing the kick).
+//! 2. A halted vCPU with no enabled interrupt pending is idle: the step
+//!    ends there, and the driver waits.
+//! 3. Take a pending, enabled interrupt.
+//! 4. Execute until an exit, with the driver's limit (under icount, the
+//!    budget to the next deadline, cut to the round-robin turn).
+//! 5. On `wfi` with nothing pending: halt.
+//!
+//! The drivers do the rest: [`crate::accel::mttcg`] runs one vCPU per host
+//! thread and parks it when idle; [`crate::accel::rr`] runs every vCPU on
+//! one thread in turn, runs the VIRTUAL timers between turns under icount,
+//! and waits only when every vCPU is idle. Under icount, while every vCPU is
+//! idle, [`idle_wait`] moves VIRTUAL on: with `sleep=off` it jumps straight
+//! to the next deadline; with `sleep=on` the thread sleeps in real time until
+//! that deadline and the idle time is added to VIRTUAL (QEMU's warp).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::accel::Sched;
+use crate::accel::cpu::CpuShared;
+use crate::config::IcountTimers;
+use crate::hw::machine::Machine;
+use crate::sync::bql::{BqlGuard, BqlPolicy};
+use crate::sync::kick::Waiter;
+use crate::target::riscv::hart::{Exit, Hart};
+use crate::time::clock::ClockType;
+use crate::time::icount;
+use crate::time::timer::Timer;
+
+/// What one vCPU did, returned when its driver ends.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VcpuStats {
+    /// Hart id.
+    pub hart: usize,
+    /// Instructions retired.
+    pub instructions: u64,
+    /// Device accesses.
+    pub mmio: u64,
+    /// Exceptions and interrupts taken.
+    pub traps: u64,
+    /// Times the hart halted in `wfi`.
+    pub halts: u64,
+    /// Kicks received (exit requests).
+    pub kicks: u64,
+    /// TB cache flushes.
+    pub tb_flushes: u64,
+    /// VIRTUAL timer callbacks run at this vCPU's deadlines (icount), by
+    /// the vCPU thread or, after a hand-off, by the iothread.
+    pub timers_run: u64,
+    /// Hand-offs of VIRTUAL timers to the iothread.
+    pub handoffs: u64,
+    /// pc when the thread ended.
+    pub pc: u64,
+    /// (mcause, pc) of the last trap taken, if any.
+    pub last_trap: Option<(u64, u64)>,
+    /// Kick latency (issued to observed by this vCPU), ns, for kicks that
+    /// found it running guest code.
+    #[serde(skip)]
+    pub kick_running_ns: Option<Histogram<u64>>,
+    /// The same for kicks that found it halted (waiting in `wfi`).
+    #[serde(skip)]
+    pub kick_halted_ns: Option<Histogram<u64>>,
+    /// Real-time cost of each VIRTUAL-timer hand-off to the iothread, in ns
+    /// (`--icount-timers iothread`): from the request to the vCPU resuming.
+    #[serde(skip)]
+    pub handoff_ns: Option<Histogram<u64>>,
+}
+
+/// Sleep when the guest is more than this far ahead of real time (QEMU's
+/// `VCPU_CLOCK_MAX_AHEAD`, `align=on`).
+pub const VCPU_CLOCK_MAX_AHEAD_NS: i64 = 3_000_000;
+/// With `align=on`, the vCPU compares clocks at least this often (virtual ns).
+const ALIGN_CHECK_NS: i64 = 1_000_000;
+
+/// `align=on` (QEMU's `align_clocks`): if VIRTUAL is more than 3 ms ahead of
+/// VIRTUAL_RT (host time while running), sleep for the difference.
+fn align_clocks(m: &Machine) {
+    let diff = m.clocks.get_ns(ClockType::Virtual) - m.clocks.get_ns(ClockType::VirtualRt);
+    if diff > VCPU_CLOCK_MAX_AHEAD_NS {
+        std::thread::sleep(Duration::from_nanos(diff as u64));
+    }
+}
+
+/// The hand-off of VIRTUAL timers to the iothread: a REALTIME timer that is
+/// already due when armed, so the iothread wakes (through the timer list's
+/// notifier) and runs it at once; its callback runs the expired VIRTUAL timers
+/// under the BQL and wakes the vCPU, which waits, stopped at the deadline.
+pub struct Handoff {
+    timer: Option<Timer>,
+    done: Arc<AtomicBool>,
+    /// VIRTUAL callbacks the iothread ran for this vCPU's hand-offs.
+    ran: Arc<AtomicU64>,
+}
+
+impl Handoff {
+    /// The hand-off of the thread that runs vCPU `hart` (under
+    /// `thread=single`, any vCPU: they share one waiter). Inert unless
+    /// `--icount-timers iothread`.
+    pub fn new(m: &Arc<Machine>, hart: usize) -> Handoff {
+        if m.config.icount.is_none() || m.config.icount_timers != IcountTimers::Iothread {
+            return Handoff {
+                timer: None,
+                done: Arc::new(AtomicBool::new(true)),
+                ran: Arc::default(),
+            };
+        }
+        let done = Arc::new(AtomicBool::new(true));
+        let ran = Arc::new(AtomicU64::new(0));
+        let (m2, d2, r2) = (m.clone(), done.clone(), ran.clone());
+        let timer = m.timers.get(ClockType::Realtime).new_timer(move || {
+            // The iothread runs its timers under the BQL already.
+            let vlist = m2.timers.get(ClockType::Virtual);
+            let now = m2.clocks.get_ns(ClockType::Virtual);
+            let n = vlist.run_expired(now, &mut |_| {});
+            r2.fetch_add(n as u64, Ordering::Relaxed);
+            // Release: the timers' effects (mip bits, device state) are
+            // visible to the vCPU once it sees `done`.
+            d2.store(true, Ordering::Release);
+            m2.cpus[hart].wake();
+        });
+        Handoff {
+            timer: Some(timer),
+            done,
+            ran,
+        }
+    }
+
+    /// If the VIRTUAL deadline is reached, hand the timers to the iothread
+    /// and wait until it has run them. Returns the VIRTUAL callbacks run.
+    fn run_if_due(&self, m: &Machine, waiter: &Waiter, stats: &mut VcpuStats) -> usize {
+        let Some(timer) = &self.timer else { return 0 };
+        // A hand-off still in flight (the vCPU left its wait for a pause):
+        // wait for it before looking at the deadline again.
+        if !self.wait(m, waiter) {
+            return 0;
+        }
+        let vlist = m.timers.get(ClockType::Virtual);
+        if vlist.deadline_ns(m.clocks.get_ns(ClockType::Virtual)) != 0 {
+            return 0;
+        }
+        let t0 = Instant::now();
+        self.done.store(false, Ordering::Relaxed);
+        // Due now: the iothread's lateness histogram then shows the
+        // hand-off's wake-up latency.
+        timer.modify(m.clocks.get_ns(ClockType::Realtime));
+        if !self.wait(m, waiter) {
+            return 0;
+        }
+        let h = stats
+            .handoff_ns
+            .get_or_insert_with(|| Histogram::new(3).expect("valid sigfig"));
+        let _ = h.record(t0.elapsed().as_nanos() as u64);
+        stats.handoffs += 1;
+        self.ran.swap(0, Ordering::Relaxed) as usize
+    }
+
+    /// Wait until the iothread has run the handed-off timers. Returns false
+    /// if the wait was abandoned because the machine is shutting down or
+    /// pausing (the iothread may be the one waiting for this vCPU to park).
+    /// No timeout: the callback publishes `done` and then wakes this thread,
+    /// and a pause or a shutdown kicks it, each after publishing its flag;
+    /// the waiter keeps a token, so a wake between the checks and the park
+    /// ends the park at once.
+    fn wait(&self, m: &Machine, waiter: &Waiter) -> bool {
+        // Acquire: pairs with the Release store in the timer callback.
+        while !self.done.load(Ordering::Acquire) {
+            if m.run.shutdown_requested() || m.run.pause_requested() {
+                return false;
+            }
+            waiter.park();
+        }
+        true
+    }
+}
+
+/// What one [`Vcpu::step`] ended with: what the vCPU waits for next. The
+/// driver (a thread per vCPU, or the round-robin thread) decides how to wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Guest code ran until this exit.
+    Ran(Exit),
+    /// Nothing ran: under `--bql always` another thread wanted the BQL as
+    /// this vCPU was taking it, and has had it. Step again.
+    Yielded,
+    /// Halted in `wfi` with nothing pending: wait for a kick (under icount,
+    /// or for VIRTUAL to reach the next deadline).
+    Idle,
+    /// A pause is requested: park until it ends (the retired count is
+    /// published).
+    Paused,
+    /// The machine is shutting down.
+    Finished,
+}
+
+/// The BQL a thread holds across guest execution under `--bql always`
+/// (single-threaded TCG before MTTCG), owned by the thread that runs vCPUs:
+/// taken before a vCPU executes, given up at every exit that waits, and
+/// whenever another thread wants it (see [`crate::sync::bql::Bql::wanted`]).
+/// Under the other policies it is never held.
+pub struct ExecLock<'a> {
+    m: &'a Machine,
+    always: bool,
+    held: Option<BqlGuard<'a>>,
+}
+
+impl<'a> ExecLock<'a> {
+    /// The lock of a thread that runs vCPUs of `m`.
+    pub fn new(m: &'a Machine) -> ExecLock<'a> {
+        ExecLock {
+            m,
+            always: m.config.bql.policy == BqlPolicy::Always,
+            held: None,
+        }
+    }
+
+    /// Give the BQL up, if held, and let the threads that wanted it take it
+    /// before this thread may ask for it again.
+    pub fn release(&mut self) {
+        if self.held.take().is_some() {
+            self.m.bql.wait_until_not_wanted();
+        }
+    }
+
+    /// Give it up if another thread wants it or a pause is requested.
+    fn release_if_wanted(&mut self) {
+        if self.held.is_some() && (self.m.run.pause_requested() || self.m.bql.wanted() > 0) {
+            self.release();
+        }
+    }
+
+    /// Under `always`, hold the BQL to execute as vCPU `hart`. False if
+    /// another thread asked for it meanwhile (it has had it when this
+    /// returns; the caller should look at everything again).
+    fn acquire(&mut self, hart: usize) -> bool {
+        if !self.always || self.held.is_some() {
+            return true;
+        }
+        self.held = self.m.bql.lock_for_execution(hart);
+        if self.held.is_none() {
+            self.m.bql.wait_until_not_wanted();
+            return false;
+        }
+        true
+    }
+}
+
+/// One vCPU as a state machine (firecracker's `vstate/vcpu.rs` is the
+/// model): its hart, whether it is halted, the reset generation it has
+/// seen, and its statistics. [`Vcpu::step`] runs it once; the drivers in
+/// [`crate::accel::mttcg`] and [`crate::accel::rr`] call it in their loops
+/// and do the waiting.
+pub struct Vcpu<'a> {
+    /// The hart (registers, TB cache, counters).
+    pub hart: Hart<'a>,
+    m: &'a Machine,
+    sched: &'a Sched,
+    shared: &'a CpuShared,
+    halted: bool,
+    reset_gen: u64,
+    stats: VcpuStats,
+}
+
+impl<'a> Vcpu<'a> {
+    /// vCPU `hart` of `m` at power-on.
+    pub fn new(m: &'a Machine, sched: &'a Sched, hart: usize) -> Vcpu<'a> {
+        let shared = &*m.cpus[hart];
+        Vcpu {
+            hart: Hart::new(shared, m),
+            m,
+            sched,
+            shared,
+            halted: false,
+            reset_gen: m.run.reset_gen(),
+            stats: VcpuStats {
+                hart,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Whether the vCPU is halted in `wfi`.
+    pub fn halted(&self) -> bool {
+        self.halted
+    }
+
+    /// Whether a halted vCPU has something to do (an enabled interrupt).
+    pub fn has_work(&self) -> bool {
+        self.hart.has_work()
+    }
+
+    /// Its statistics so far (the hand-off figures are kept here too).
+    pub fn stats_mut(&mut self) -> &mut VcpuStats {
+        &mut self.stats
+    }
+
+    /// Consume this vCPU's exit request, and record the latency of the kick
+    /// that made it, split by whether the vCPU was halted.
+    pub fn observe_kick(&mut self) {
+        if self.shared.take_exit_request() {
+            if let Some(ns) = self.shared.take_kick_latency() {
+                let h = if self.halted {
+                    &mut self.stats.kick_halted_ns
+                } else {
+                    &mut self.stats.kick_running_ns
+                };
+                let _ = h
+                    .get_or_insert_with(|| Histogram::new(3).expect("valid sigfig"))
+                    .record(ns.max(1));
+            }
+        }
+    }
+
+    /// Publish the retired count (icount clock and `instret`).
+    pub fn publish(&mut self) {
+        self.hart.sync_icount(0);
+        self.shared
+            .instret
+            .store(self.hart.retired, Ordering::Relaxed);
+    }
+
+    /// Run the vCPU once: leave at once if the machine is stopping or
+    /// pausing; reset the hart if a reset was requested; consume the exit
+    /// request; leave a halt if an interrupt is pending, or say it is idle;
+    /// take a pending, enabled interrupt; then execute at most `limit`
+    /// instructions (the icount budget, or `u64::MAX`) under the lock the
+    /// BQL policy wants held, and publish the retired count.
+    pub fn step(&mut self, limit: u64, lock: &mut ExecLock<'a>) -> Step {
+        lock.release_if_wanted();
+        if self.m.run.shutdown_requested() {
+            return Step::Finished;
+        }
+        if self.m.run.pause_requested() {
+            self.publish();
+            lock.release();
+            return Step::Paused;
+        }
+        let g = self.m.run.reset_gen();
+        if g != self.reset_gen {
+            self.reset_gen = g;
+            if self.stats.hart == 0 {
+                self.m.reset_devices();
+            }
+            self.hart.reset();
+        }
+        self.observe_kick();
+        if self.halted {
+            if !self.hart.has_work() {
+                return Step::Idle;
+            }
+            self.halted = false;
+            // AcqRel: the count is read by an idle thread deciding whether
+            // VIRTUAL may jump (every vCPU idle).
+            self.sched.halted.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.hart.check_interrupts();
+        // Again here, after `observe_kick` above: it may have consumed the
+        // kick of a thread that wants the BQL (which raised `wanted` before
+        // kicking, so this load sees it).
+        lock.release_if_wanted();
+        if !lock.acquire(self.stats.hart) {
+            return Step::Yielded;
+        }
+        let exit = self.hart.execute(limit);
+        self.publish();
+        if self.m.config.icount.is_some_and(|c| c.align) {
+            align_clocks(self.m);
+        }
+        if exit == Exit::Halt {
+            self.stats.halts += 1;
+            self.halted = true;
+            self.sched.halted.fetch_add(1, Ordering::AcqRel);
+            lock.release();
+        }
+        Step::Ran(exit)
+    }
+
+    /// The vCPU's statistics, once it has finished.
+    pub fn finish(mut self) -> VcpuStats {
+        self.publish();
+        let h = &self.hart;
+        let mut stats = self.stats;
+        stats.instructions = h.retired;
+        stats.mmio = h.mmio_accesses;
+        stats.traps = h.traps;
+        stats.last_trap = (h.traps > 0).then_some(h.last_trap);
+        stats.kicks = self.shared.kicks.load(Ordering::Relaxed);
+        stats.tb_flushes = h.tbc.flushes;
+        stats.pc = h.st.pc;
+        stats
+    }
+}
+
+/// The icount budget of the next execution: instructions to the nearest
+/// deadline, rounded as QEMU rounds them; with `align=on`, no more than the
+/// clock-comparison period. `u64::MAX` without icount.
+pub fn icount_limit(m: &Machine) -> u64 {
+    match (&m.icount, m.config.icount) {
+        (Some(ic), Some(cfg)) => {
+            let b = icount::budget(ic, &m.clocks, &m.timers);
+            // align=on: come back often enough to compare with real time.
+            if cfg.align {
+                b.min(ic.round(ALIGN_CHECK_NS).max(1) as u64)
+            } else {
+                b
+            }
+        }
+        _ => u64::MAX,
+    }
+}
+
+/// Under icount, run the VIRTUAL timers whose deadline VIRTUAL has reached,
+/// the way `--icount-timers` says: here (QEMU's way), or handed off to the
+/// iothread. Returns the callbacks run.
+pub fn run_due_timers(
+    m: &Machine,
+    handoff: &Handoff,
+    waiter: &Waiter,
+    stats: &mut VcpuStats,
+) -> usize {
+    match m.config.icount_timers {
+        IcountTimers::Vcpu => run_virtual_timers_if_due(m),
+        IcountTimers::Iothread => handoff.run_if_due(m, waiter, stats),
+    }
+}
+
+/// QEMU's `icount_handle_deadline`: run the VIRTUAL timers when the nearest
+/// VIRTUAL deadline has been reached. Returns the callbacks run.
+fn run_virtual_timers_if_due(m: &Machine) -> usize {
+    let list = m.timers.get(ClockType::Virtual);
+    let now = m.clocks.get_ns(ClockType::Virtual);
+    if list.deadline_ns(now) != 0 {
+        return 0;
+    }
+    let _bql = m.bql.lock_unless_held();
+    list.run_expired(now, &mut |_| {})
+}
+
+/// Wait while halted (QEMU's `qemu_wait_io_event` and, under icount, the
+/// idle handling of `icount_start_warp_timer`). Returns after a kick, or once
+/// VIRTUAL has reached the next deadline; the caller re-checks everything.
+///
+/// Every wait here is for a kick, with no timeout, except the `sleep=on`
+/// warp, whose timeout *is* the protocol: the idle guest's time passes in
+/// real time until the deadline. A kicker publishes its condition (an
+/// interrupt line, a stop) before it kicks, and the waiter keeps a token, so
+/// the caller's checks before this call and the park cannot miss a kick.
+pub fn idle_wait(m: &Machine, sched: &Sched, waiter: &Waiter) {
+    let Some(ic) = m.config.icount else {
+        waiter.park();
+        return;
+    };
+    let vlist = m.timers.get(ClockType::Virtual);
+    let d = vlist.deadline_ns(m.clocks.get_ns(ClockType::Virtual));
+    if d < 0 {
+        waiter.park();
+        return;
+    }
+    let icc = m.icount.as_ref().expect("icount");
+    // VIRTUAL only moves on by itself when every vCPU is idle (QEMU's
+    // `all_cpu_threads_idle`); otherwise the running ones advance it, run
+    // the timers at its deadlines and kick this one when its interrupt comes.
+    if sched.halted.load(Ordering::Acquire) < m.cpus.len() {
+        waiter.park();
+        return;
+    }
+    if !ic.sleep {
+        // sleep=off: time jumps straight to the next deadline. The warp lock
+        // makes the check and the jump one step: of several idle vCPUs only
+        // the first jumps, the others then see a deadline of 0.
+        let _w = sched.warp.lock();
+        let d = vlist.deadline_ns(m.clocks.get_ns(ClockType::Virtual));
+        if d > 0 {
+            icc.add_bias(d);
+        }
+        return;
+    }
+    // sleep=on: idle time follows real time (QEMU's warp timer on
+    // VIRTUAL_RT); a kick ends the sleep early and only the time spent
+    // idle is added.
+    let start = m.clocks.get_ns(ClockType::VirtualRt);
+    waiter.park_timeout(Duration::from_nanos(d as u64));
+    let mut warp = m.clocks.get_ns(ClockType::VirtualRt) - start;
+    if ic.shift == crate::config::IcountShift::Auto {
+        // In adaptive mode VIRTUAL must not run ahead of real time.
+        warp = warp.min(m.clocks.get_ns(ClockType::VirtualRt) - icc.get_ns());
+    }
+    if warp > 0 {
+        icc.add_bias(warp);
+    }
+}

@@ -1,0 +1,3 @@
+//! Guest architectures, as QEMU's `target/`: only [`riscv`].
+
+pub mod riscv;
