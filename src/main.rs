@@ -355,7 +355,14 @@ fn finish(report: &RunReport) -> ExitCode {
                             v.traps, t.cause, t.cause_name, t.pc.0
                         ),
                     };
-                    format!("hart {} at pc {:#x}, {traps}", v.hart, v.pc.0)
+                    let state = match v.state {
+                        "halted" if v.mie.0 == 0 => {
+                            "halted in wfi with mie=0 (nothing can wake it)".to_string()
+                        }
+                        "halted" => format!("halted in wfi, mie={:#x}", v.mie.0),
+                        s => s.to_string(),
+                    };
+                    format!("hart {} {state} at pc {:#x}, {traps}", v.hart, v.pc.0)
                 })
                 .collect();
             eprintln!(

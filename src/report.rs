@@ -294,6 +294,10 @@ pub struct VcpuReport {
     pub handoffs: u64,
     /// pc when the thread ended.
     pub pc: Hex,
+    /// `running` or `halted` (in `wfi`) when the run ended.
+    pub state: &'static str,
+    /// `mie` when the run ended.
+    pub mie: Hex,
 }
 
 impl From<&VcpuStats> for VcpuReport {
@@ -314,6 +318,8 @@ impl From<&VcpuStats> for VcpuReport {
             timers_run: s.timers_run,
             handoffs: s.handoffs,
             pc: Hex(s.pc),
+            state: if s.halted { "halted" } else { "running" },
+            mie: Hex(s.mie),
         }
     }
 }

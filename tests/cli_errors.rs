@@ -361,6 +361,51 @@ fn bad_accel_options() {
     assert_bad_input(&["run", "--kernel", k, "--kick", "poke"], &["poke"]);
 }
 
+/// Harts that can never finish (hart 0 spins; the others wait in `wfi` with
+/// nothing enabled): the run ends at `--timeout` in both thread modes, and
+/// stderr and the report give each hart's state and pc.
+#[test]
+fn stuck_harts_time_out_with_each_harts_state() {
+    let spin = guest("spin");
+    for accel in ["tcg,thread=multi", "tcg,thread=single"] {
+        let dir = std::env::temp_dir().join(format!("vcpulab-stuck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stats = dir.join("r.json");
+        let r = run(&[
+            "run",
+            "--kernel",
+            spin.to_str().unwrap(),
+            "--smp",
+            "3",
+            "--accel",
+            accel,
+            "--timeout",
+            "0.5",
+            "--stats",
+            stats.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&r.stderr).into_owned();
+        assert_eq!(r.code, Some(124), "{accel}: {err}");
+        assert!(err.contains("hart 0 running at pc 0x8"), "{accel}: {err}");
+        for h in [1, 2] {
+            assert!(
+                err.contains(&format!(
+                    "hart {h} halted in wfi with mie=0 (nothing can wake it) at pc 0x8"
+                )),
+                "{accel}: {err}"
+            );
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let states: Vec<&str> = (0..3)
+            .map(|h| v["vcpus"][h]["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["running", "halted", "halted"], "{accel}");
+        assert_eq!(v["vcpus"][1]["mie"], "0x0");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn spinning_guest_times_out_with_its_progress() {
     let spin = guest("spin");

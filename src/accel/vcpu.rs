@@ -68,6 +68,11 @@ pub struct VcpuStats {
     pub handoffs: u64,
     /// pc when the thread ended.
     pub pc: u64,
+    /// Whether the hart was halted in `wfi` when the run ended.
+    pub halted: bool,
+    /// `mie` when the run ended (a halted hart with nothing enabled can
+    /// only be woken by a reset).
+    pub mie: u64,
     /// (mcause, pc) of the last trap taken, if any.
     pub last_trap: Option<(u64, u64)>,
     /// Kick latency (issued to observed by this vCPU), ns, for kicks that
@@ -403,6 +408,8 @@ impl<'a> Vcpu<'a> {
         stats.kicks = self.shared.kicks.load(Ordering::Relaxed);
         stats.tb_flushes = h.tbc.flushes;
         stats.pc = h.st.pc;
+        stats.halted = self.halted;
+        stats.mie = h.st.mie;
         stats
     }
 }
