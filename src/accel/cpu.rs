@@ -48,7 +48,8 @@ thread_local! {
 }
 
 /// Mark the calling thread as the one that runs every vCPU round-robin
-/// (`thread=single`): kicks it issues to the vCPUs it runs are not kicks.
+/// (`thread=single`): interrupts it raises for the vCPUs it runs are not
+/// kicks ([`CpuShared::interrupt`]).
 pub fn mark_rr_thread() {
     RR_THREAD.with(|c| c.set(true));
 }
@@ -152,22 +153,28 @@ impl CpuShared {
             self.mip.fetch_and(!bit, Ordering::AcqRel)
         };
         if (old & bit != 0) != level {
-            self.kick();
+            self.interrupt();
         }
     }
 
-    /// Ask the vCPU to leave its execution loop at the next TB boundary, and
-    /// wake it if halted.
-    pub fn kick(&self) {
+    /// Tell the vCPU its interrupt lines changed (QEMU's
+    /// `tcg_handle_interrupt`): a kick, except on the round-robin thread,
+    /// which runs the target itself: there the target takes the interrupt
+    /// when its turn comes (a turn checks interrupts before it executes),
+    /// and the vCPU whose device access raised it leaves its TB at that
+    /// access, as every device access does.
+    pub fn interrupt(&self) {
         if self.kick_all && on_rr_thread() {
-            // The round-robin thread interrupting a vCPU it runs (a device
-            // access, a timer it ran between turns): as QEMU's
-            // `tcg_handle_interrupt` on the vCPU's own thread, no kick. The
-            // target takes the interrupt when its turn comes (a turn checks
-            // interrupts before it executes), and the vCPU whose access raised
-            // it leaves its TB at that access, as every device access does.
             return;
         }
+        self.kick();
+    }
+
+    /// Ask the vCPU to leave its execution loop at the next TB boundary, and
+    /// wake it if halted (QEMU's `qemu_cpu_kick`; under `thread=single`
+    /// every vCPU is asked, as `rr_kick_vcpu_thread` does, whichever thread
+    /// kicks).
+    pub fn kick(&self) {
         self.kicks.fetch_add(1, Ordering::Relaxed);
         // Only the first kick since the vCPU last looked is timed (later ones
         // are observed together with it). Relaxed: the stamp is a

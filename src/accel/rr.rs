@@ -140,6 +140,9 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
     // Where the next round starts: the vCPU that ended the last round with
     // its exit request, or the first.
     let mut start = 0;
+    // As QEMU's loop begins: "process any pending work" (a first round that
+    // ends at once).
+    m.cpus[0].request_exit();
     'run: loop {
         // One round. Under icount: the timers due now, then the timeslice.
         let mut slice = u64::MAX;
@@ -169,17 +172,34 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
             // SeqCst: see `kick_current`.
             sched.rr_current.store(i, Ordering::SeqCst);
             let v = &mut vcpus[i];
-            let mut left = slice;
+            // `icount_prepare_for_run`: the turn's budget, fixed when the
+            // turn starts and spent across device accesses, as QEMU's
+            // decrementer is (a kick ends the turn early, and a new VIRTUAL
+            // head kicks). With one vCPU the limit is recomputed after every
+            // access instead, which ends at the same instructions: a later
+            // turn would start at once with the fresh limit.
+            let mut left = if icount && n > 1 {
+                icount_limit(&m).min(slice)
+            } else {
+                slice
+            };
             let end = loop {
-                let limit = if icount {
-                    icount_limit(&m).min(left)
-                } else {
-                    u64::MAX
+                let limit = match (icount, n) {
+                    (false, _) => u64::MAX,
+                    (true, 1) => icount_limit(&m),
+                    (true, _) => left,
                 };
                 let before = counted(v);
                 match v.step(limit, &mut lock) {
                     Step::Ran(Exit::Io) | Step::Yielded => {
                         left = left.saturating_sub(counted(v) - before);
+                        if m.cpus[i].exit_requested() {
+                            // A kick during the access (a VIRTUAL timer
+                            // that became the head, a stop): `cpu_exec`
+                            // checks the request after every TB and leaves.
+                            v.observe_kick();
+                            break None;
+                        }
                         if icount && left == 0 {
                             break None;
                         }
