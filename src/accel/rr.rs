@@ -10,16 +10,21 @@
 //! - **A round** starts at the vCPU where the last one stopped (the first
 //!   vCPU after a round that ran to the end). Under icount, the VIRTUAL
 //!   timers whose deadline has come run first, on this thread, and the
-//!   round's timeslice is computed: with `rr-turn=split` (QEMU 8.1 and
+//!   round's timeslice is computed (the timers are run as QEMU's
+//!   `icount_handle_deadline` runs them: the timer list is notified first,
+//!   and that kicks, so the round ends at its first vCPU and the next one
+//!   starts with the timers' effects): with `rr-turn=split` (QEMU 8.1 and
 //!   later, the default of `--compat qemu-10.0`) the budget limit divided
 //!   by the number of vCPUs, or the whole limit when that rounds to 0; with
 //!   `rr-turn=whole` (QEMU 7.2) no timeslice.
 //! - **The vCPUs take turns** in hart order. Before each turn the round
 //!   ends if that vCPU has an exit request (it is consumed, and the next
 //!   round starts with it). A turn runs the vCPU until it halts, is kicked,
-//!   or (icount) exhausts its budget: the limit computed afresh, and never
-//!   more than what is left of the timeslice. Device accesses do not end a
-//!   turn. A halted vCPU with nothing pending is skipped.
+//!   or (icount) exhausts its budget: the limit when the turn starts, and
+//!   never more than the timeslice, spent across device accesses. A turn
+//!   whose budget is 0 runs the timers due (QEMU's `icount_prepare_for_run`),
+//!   which kicks, and ends. Device accesses do not end a turn, but a kick
+//!   during one does. A halted vCPU with nothing pending is skipped.
 //! - **Kicks.** A kick from another thread (the iothread's timers, the
 //!   monitor, a signal) asks every vCPU to exit (QEMU's
 //!   `rr_kick_vcpu_thread`), so the running one leaves at its next TB
@@ -122,8 +127,8 @@ fn counted(v: &Vcpu<'_>) -> u64 {
 
 /// Run every hart of `m` on the calling thread, round-robin, until the
 /// machine shuts down. Returns each vCPU's statistics, in hart order; the
-/// VIRTUAL timers this thread ran between turns (and its hand-offs) are
-/// counted on vCPU 0.
+/// VIRTUAL timers this thread ran (and its hand-offs) are counted on vCPU 0
+/// at a round's start, and on the vCPU whose turn it was otherwise.
 pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<VcpuStats> {
     mark_rr_thread();
     let n = m.cpus.len();
@@ -183,6 +188,16 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
             } else {
                 slice
             };
+            if icount && n > 1 && left == 0 {
+                // `icount_prepare_for_run`: a turn with no budget runs the
+                // timers due now, notifying first (which asks every vCPU to
+                // exit: this one takes its pending interrupts and leaves).
+                if handoff_timers {
+                    lock.release();
+                }
+                let stats = v.stats_mut();
+                stats.timers_run += run_due_timers(&m, &handoff, &waiter, stats) as u64;
+            }
             let end = loop {
                 let limit = match (icount, n) {
                     (false, _) => u64::MAX,

@@ -448,13 +448,18 @@ pub fn run_due_timers(
 }
 
 /// QEMU's `icount_handle_deadline`: run the VIRTUAL timers when the nearest
-/// VIRTUAL deadline has been reached. Returns the callbacks run.
+/// VIRTUAL deadline has been reached. As QEMU's `icount_notify_aio_contexts`
+/// it notifies the list first, which under icount kicks every vCPU (`run`
+/// installs that notifier; QEMU's `qemu_timer_notify_cb` kicks the current
+/// vCPU, and under `thread=single` a kick asks every vCPU to exit). Returns
+/// the callbacks run.
 fn run_virtual_timers_if_due(m: &Machine) -> usize {
     let list = m.timers.get(ClockType::Virtual);
     let now = m.clocks.get_ns(ClockType::Virtual);
     if list.deadline_ns(now) != 0 {
         return 0;
     }
+    list.notify();
     let _bql = m.bql.lock_unless_held();
     list.run_expired(now, &mut |_| {})
 }
