@@ -6,6 +6,11 @@
 //!   several harts, with and without icount, many interrupts per run.
 //! * Library: device threads raise and kick a `CpuShared` while a halter
 //!   thread halts and clears, thousands of times.
+//! * Random (`stress_random_smp`): hundreds of short seeded configurations of
+//!   the real binary across smp, BQL policy, lock kind, kick mechanism,
+//!   icount and the SMP guests, each checked for its guest's output, exit
+//!   status, stderr and report, and under `--bql always` for a bounded
+//!   iothread BQL wait (`docs/tests.md`, "The random SMP stress test").
 //!
 //! The exhaustive check of the same protocol is the loom models in
 //! `src/cpu.rs` (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
@@ -1046,5 +1051,43 @@ fn stress_random_smp() {
         "{} random configuration(s) failed:\n\n{}",
         failures.len(),
         failures.join("\n\n")
+    );
+}
+
+/// The random test's checks are not vacuous: a run of `smp_compute` passes
+/// against its own expectation and fails against that of one more
+/// iteration, of one more hart, and of a `smp_racy_counter` bound one lower.
+#[test]
+fn stress_random_checks_can_fail() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut refs = References::default();
+    let mut spec = Spec::draw(RANDOM_FIXED_SEED, 0);
+    (spec.guest, spec.params, spec.smp, spec.harts) = (Guest::Compute, vec![(0, 100)], 3, 3);
+    (spec.icount, spec.icount_timers) = (None, None);
+    let kernel = spec.guest.path();
+    let right = expected_lines(&spec, &mut refs);
+    run_spec(&spec, &kernel, tmp.path(), &right).expect("the right expectation");
+    for (iters, harts) in [(101, 3), (100, 4)] {
+        let mut other = spec.clone();
+        (other.params, other.harts) = (vec![(0, iters)], harts);
+        let wrong = expected_lines(&other, &mut refs);
+        let e = run_spec(&spec, &kernel, tmp.path(), &wrong)
+            .err()
+            .unwrap_or_else(|| panic!("passed against the output of iters={iters}, harts={harts}"));
+        assert!(e.contains("reproduce: ") && e.contains("--smp 3"), "{e}");
+    }
+    let racy = Line::Racy {
+        max: 6,
+        exact: false,
+    };
+    assert!(racy.check("racy: counter=6").is_ok());
+    assert!(racy.check("racy: counter=7").is_err());
+    assert!(
+        Line::Racy {
+            max: 6,
+            exact: true
+        }
+        .check("racy: counter=5")
+        .is_err()
     );
 }
