@@ -34,6 +34,7 @@ const CHECKS: &[qemu::Check] = &[
         "functional_guests_under_icount",
         functional_guests_under_icount,
     ),
+    ("smp_round_robin", smp_round_robin),
 ];
 
 /// Run `name` for every shift and every parameter set; collect all mismatches
@@ -50,6 +51,18 @@ fn check_with(
     shifts: &[u32],
     extra: &[&str],
 ) {
+    check_both(q, name, param_sets, shifts, &[], extra);
+}
+
+/// As [`check_with`], with extra arguments on both sides.
+fn check_both(
+    q: &Qemu,
+    name: &str,
+    param_sets: &[&[(usize, u64)]],
+    shifts: &[u32],
+    qemu_extra: &[&str],
+    extra: &[&str],
+) {
     let elf = guest(name);
     assert!(
         elf.is_file(),
@@ -60,10 +73,12 @@ fn check_with(
     for &params in param_sets {
         for &shift in shifts {
             let icount = format!("shift={shift},sleep=off");
-            let r = q.run(&elf, ISA, &["-icount", &icount], params, QEMU_LIMIT);
+            let mut q_args = vec!["-icount", icount.as_str()];
+            q_args.extend_from_slice(qemu_extra);
+            let r = q.run(&elf, ISA, &q_args, params, QEMU_LIMIT);
             assert!(
                 !r.timed_out && r.code == Some(0) && !r.stdout.is_empty(),
-                "QEMU {} run of {name} {params:?} -icount {icount} failed: code={:?} timed_out={}\n{}\n{}",
+                "QEMU {} run of {name} {params:?} -icount {icount} {qemu_extra:?} failed: code={:?} timed_out={}\n{}\n{}",
                 q.version.label,
                 r.code,
                 r.timed_out,
@@ -141,6 +156,39 @@ fn timers_handed_to_the_iothread_are_exact(q: &Qemu) {
 fn functional_guests_under_icount(q: &Qemu) {
     for name in ["hello", "trap_tour", "timer_irq", "wfi_wake", "smc", "mmio"] {
         check_with(q, name, &[&[]], &[0, 4, 10], &[]);
+    }
+}
+
+/// Several harts under icount: QEMU runs them on one round-robin thread
+/// (`tcg-accel-ops-rr.c`; 10.0 splits each round's budget between the
+/// vCPUs, 7.2 gives each turn the whole limit), and so does vcpulab
+/// (`--accel tcg,thread=single`, the default with icount; the turn follows
+/// `--compat`). The harts interact through IPIs and the CLINT, or wait in
+/// `wfi` while hart 0 works; every byte must be QEMU's.
+fn smp_round_robin(q: &Qemu) {
+    let guests: &[(&str, &[(usize, u64)])] = &[
+        ("timer_landing", &[]),
+        ("mtime_mmio", &[]),
+        ("wfi_sleep", &[]),
+        ("rdtime_delta", &[]),
+        ("timer_irq", &[]),
+        ("wfi_wake", &[]),
+        ("mmio", &[]),
+        ("smp_ipi_pingpong", &[(0, 50)]),
+        ("smp_compute", &[(0, 3000)]),
+        ("smp_spinlock", &[(0, 300), (4, 1)]),
+    ];
+    for smp in ["2", "3", "4"] {
+        for &(name, params) in guests {
+            check_both(
+                q,
+                name,
+                &[params],
+                &[0, 3, 10],
+                &["-smp", smp],
+                &["--smp", smp],
+            );
+        }
     }
 }
 

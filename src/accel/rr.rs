@@ -19,11 +19,12 @@
 //!   `rr-turn=whole` (QEMU 7.2) no timeslice.
 //! - **The vCPUs take turns** in hart order. Before each turn the round
 //!   ends if that vCPU has an exit request (it is consumed, and the next
-//!   round starts with it). A turn runs the vCPU until it halts, is kicked,
+//!   round starts with it). A turn runs the vCPU until it executes `wfi`
+//!   (whether it halts or an interrupt wakes it at once), is kicked,
 //!   or (icount) exhausts its budget: the limit when the turn starts, and
-//!   never more than the timeslice, spent across device accesses. A turn
-//!   whose budget is 0 runs the timers due (QEMU's `icount_prepare_for_run`),
-//!   which kicks, and ends. Device accesses do not end a turn, but a kick
+//!   never more than the timeslice, spent across device accesses. With
+//!   `rr-turn=split`, a turn whose budget is 0 runs the timers due (QEMU
+//!   8.1's `icount_prepare_for_run`), which kicks, and ends. Device accesses do not end a turn, but a kick
 //!   during one does. A halted vCPU with nothing pending is skipped.
 //! - **Kicks.** A kick from another thread (the iothread's timers, the
 //!   monitor, a signal) asks every vCPU to exit (QEMU's
@@ -188,10 +189,12 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
             } else {
                 slice
             };
-            if icount && n > 1 && left == 0 {
-                // `icount_prepare_for_run`: a turn with no budget runs the
-                // timers due now, notifying first (which asks every vCPU to
-                // exit: this one takes its pending interrupts and leaves).
+            if split && left == 0 {
+                // `icount_prepare_for_run` since QEMU 8.1 (the change that
+                // split the budget; 7.2 does this only when replaying): a
+                // turn with no budget runs the timers due now, notifying
+                // first (which asks every vCPU to exit: this one takes its
+                // pending interrupts and leaves).
                 if handoff_timers {
                     lock.release();
                 }
@@ -225,7 +228,11 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                         v.observe_kick();
                         break None;
                     }
-                    Step::Ran(Exit::Budget | Exit::Halt) | Step::Idle => break None,
+                    // `wfi` ends the turn even when an interrupt wakes the
+                    // hart at once (QEMU's `helper_wfi` halts it regardless).
+                    Step::Ran(Exit::Budget | Exit::Halt | Exit::WfiAwake) | Step::Idle => {
+                        break None;
+                    }
                     Step::Paused => {
                         sched.rr_current.store(NO_VCPU, Ordering::SeqCst);
                         park_while_paused(&m, &waiter, n);

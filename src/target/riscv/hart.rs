@@ -44,6 +44,10 @@ pub enum Exit {
     Budget,
     /// The hart executed `wfi` and has no pending enabled interrupt.
     Halt,
+    /// The hart executed `wfi` with an enabled interrupt pending, so it goes
+    /// on at once. QEMU halts it anyway and wakes it when its vCPU next
+    /// runs, which ends a round-robin turn.
+    WfiAwake,
     /// An I/O access or a CSR write happened: deadlines and interrupts may
     /// have changed, so the loop re-checks them before going on.
     Io,
@@ -403,7 +407,7 @@ impl<'a> Hart<'a> {
                 }
                 Step::Halt => {
                     if self.has_work() {
-                        return Exit::Io;
+                        return Exit::WfiAwake;
                     }
                     return Exit::Halt;
                 }
