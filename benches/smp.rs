@@ -473,16 +473,24 @@ fn main() {
             else {
                 continue;
             };
-            let w = (0..2)
-                .map(|_| run_one(&res[i].v, g, 1, g.calib_iters, limit).wall_ns)
-                .fold(f64::INFINITY, f64::min);
-            let net = (w - res[i].one.startup_med()).max(1e6);
-            let n = round_up_2sig(g.calib_iters as f64 * target_s * 1e9 / net);
+            // A calibration run shorter than half the target is too close to the start-up
+            // time to scale from: grow the count (at most 20× per step) and measure again.
+            let mut c = g.calib_iters;
+            let (n, net) = loop {
+                let w = (0..2)
+                    .map(|_| run_one(&res[i].v, g, 1, c, limit).wall_ns)
+                    .fold(f64::INFINITY, f64::min);
+                let net = (w - res[i].one.startup_med()).max(1e6);
+                let n = round_up_2sig(c as f64 * target_s * 1e9 / net);
+                if net >= 0.5 * target_s * 1e9 || c >= 1 << 40 {
+                    break (n, net);
+                }
+                c = n.min(c * 20);
+            };
             println!(
-                "  calibration {fam}: {} took {:.3} s net for {} iters -> {n} iters per hart for ~{target_s} s at 1 hart",
+                "  calibration {fam}: {} took {:.3} s net for {c} iters -> {n} iters per hart for ~{target_s} s at 1 hart",
                 res[i].v.label,
                 net / 1e9,
-                g.calib_iters
             );
             fam_iters.insert(fam, n);
         }
