@@ -511,12 +511,15 @@ fn main() {
             if p.ok {
                 continue;
             }
+            // The slower hart's instructions: the faster one may have finished its share
+            // and spun at the closing barrier.
             let done = p
                 .instructions
                 .as_ref()
-                .and_then(|i| i["total"].as_f64())
+                .and_then(|i| i["per_vcpu"].as_array())
+                .and_then(|v| v.iter().filter_map(Value::as_f64).reduce(f64::min))
                 .unwrap_or(0.0);
-            let frac = (done / (2.0 * n as f64 * g.insns_per_iter)).clamp(0.0, 1.0);
+            let frac = (done / (n as f64 * g.insns_per_iter)).clamp(0.0, 1.0);
             let floor = (n as f64 * min_net_s / target_s).ceil();
             let m = round_up_2sig((n as f64 * frac).max(floor)).min(n);
             println!(
