@@ -21,6 +21,10 @@ use vcpulab::host::HostFacts;
 
 /// The QEMU binary the benches compare against (Debian's 7.2).
 pub const QEMU: &str = "qemu-system-riscv64";
+/// QEMU 10.0 (bookworm-backports), installed beside 7.2 under this name.
+pub const QEMU_10_0: &str = "qemu-system-riscv64-10.0";
+/// Guest address of parameter slot 0 (`guests/link.ld`); slot i is at + 8·i.
+pub const PARAM_BLOCK: u64 = 0x8010_0000;
 /// Captured stdout per child is cut at this many bytes.
 const STDOUT_LIMIT: usize = 64 * 1024;
 
@@ -91,6 +95,50 @@ pub struct Outcome {
     pub max_threads: u64,
     /// Whether the time limit killed it.
     pub timed_out: bool,
+    /// CPU time (user + system) the child used, ns: the growth of
+    /// `getrusage(RUSAGE_CHILDREN)` across the run (children run one at a time).
+    pub cpu_ns: u64,
+    /// How busy the whole host was while the child ran, in cores (0..=cores), from
+    /// `/proc/stat`; minus `cpu_ns / wall_ns` it is what other processes took.
+    pub host_busy_cores: f64,
+}
+
+/// CPU time (user + system) of all reaped children of this process so far, ns.
+pub fn children_cpu_ns() -> u64 {
+    // SAFETY: `getrusage` only writes the struct it is given, which is a valid,
+    // zero-initialised `rusage`.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// `/proc/stat`'s aggregate line: (busy, total) jiffies, busy = total − idle − iowait.
+pub fn host_jiffies() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Busy cores between two [`host_jiffies`] snapshots, on a host of `cores` cores.
+pub fn busy_cores(a: (u64, u64), b: (u64, u64), cores: usize) -> f64 {
+    let total = b.1.saturating_sub(a.1);
+    if total == 0 {
+        return f64::NAN;
+    }
+    b.0.saturating_sub(a.0) as f64 / total as f64 * cores as f64
 }
 
 /// Run `prog args…` through the shared bounded runner (`tests/common/proc.rs`): stdin from
@@ -99,7 +147,10 @@ pub struct Outcome {
 pub fn run_process(prog: &Path, args: &[String], limit: Duration) -> io::Result<Outcome> {
     let mut cmd = Command::new(prog);
     cmd.args(args);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (cpu0, j0) = (children_cpu_ns(), host_jiffies());
     let f = proc::run_bounded(cmd, limit, STDOUT_LIMIT)?;
+    let (cpu1, j1) = (children_cpu_ns(), host_jiffies());
     let success = f.code == Some(0);
     if !success {
         eprintln!(
@@ -119,6 +170,8 @@ pub fn run_process(prog: &Path, args: &[String], limit: Duration) -> io::Result<
         stdout: String::from_utf8_lossy(&f.stdout).into_owned(),
         max_threads: f.max_threads,
         timed_out: f.timed_out,
+        cpu_ns: cpu1.saturating_sub(cpu0),
+        host_busy_cores: busy_cores(j0, j1, cores),
     })
 }
 
@@ -164,17 +217,26 @@ pub fn run_vcpulab(
     extra: &[&str],
     limit: Duration,
 ) -> io::Result<VcpulabRun> {
+    run_vcpulab_params(&guest.path(), &[(0, iters)], extra, limit)
+}
+
+/// Run vcpulab on the ELF `elf` with parameter-block slots (`--param SLOT=VALUE`) and extra
+/// arguments, with `--stats` into the scratch directory.
+pub fn run_vcpulab_params(
+    elf: &Path,
+    params: &[(usize, u64)],
+    extra: &[&str],
+    limit: Duration,
+) -> io::Result<VcpulabRun> {
     let stats_path = scratch_dir().join("stats.json");
     let _ = std::fs::remove_file(&stats_path);
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--kernel".into(),
-        guest.path().display().to_string(),
-        "--param".into(),
-        format!("0={iters}"),
-        "--stats".into(),
-        stats_path.display().to_string(),
-    ];
+    let mut args: Vec<String> = vec!["run".into(), "--kernel".into(), elf.display().to_string()];
+    for (slot, value) in params {
+        args.push("--param".into());
+        args.push(format!("{slot}={value}"));
+    }
+    args.push("--stats".into());
+    args.push(stats_path.display().to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
     let outcome = run_process(&vcpulab_bin(), &args, limit)?;
     let stats: Value = std::fs::read_to_string(&stats_path)
@@ -187,7 +249,44 @@ pub fn run_vcpulab(
 /// The QEMU command line for `guest` with iteration count `iters` (parameter slot 0) and extra
 /// arguments (e.g. `-icount shift=0,sleep=off`).
 pub fn qemu_args(guest: &Guest, iters: u64, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
+    let mut a = qemu_machine_args();
+    a.push(guest.path().display().to_string());
+    a.push("-device".into());
+    a.push(format!("loader,addr=0x80100000,data={iters},data-len=8"));
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// `-device loader,…` arguments that fill parameter-block slots (the guests' `param(slot)`).
+pub fn qemu_param_args(params: &[(usize, u64)]) -> Vec<String> {
+    params
+        .iter()
+        .flat_map(|&(slot, value)| {
+            [
+                "-device".to_string(),
+                format!(
+                    "loader,addr={:#x},data={value},data-len=8",
+                    PARAM_BLOCK + 8 * slot as u64
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// The QEMU command line (without the program) for the ELF `elf` with parameter-block slots
+/// and extra arguments (e.g. `-smp 2 -accel tcg,thread=multi`).
+pub fn qemu_args_params(elf: &str, params: &[(usize, u64)], extra: &[&str]) -> Vec<String> {
+    let mut a = qemu_machine_args();
+    a.push(elf.to_string());
+    a.extend(qemu_param_args(params));
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// The arguments every bench QEMU run starts with, up to and including `-kernel`: `-machine
+/// virt -bios none -nographic -monitor none -serial stdio -kernel`.
+pub fn qemu_machine_args() -> Vec<String> {
+    [
         "-machine",
         "virt",
         "-bios",
@@ -201,12 +300,47 @@ pub fn qemu_args(guest: &Guest, iters: u64, extra: &[&str]) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
-    a.push(guest.path().display().to_string());
-    a.push("-device".into());
-    a.push(format!("loader,addr=0x80100000,data={iters},data-len=8"));
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+    .collect()
+}
+
+/// Start `prog args…` (stdio to /dev/null), wait until it has at least `min_threads` threads
+/// (or `within` has passed), read its threads' names (`/proc/PID/task/*/comm`, sorted), then
+/// kill and reap it. For checks such as "QEMU runs one thread per vCPU".
+pub fn thread_names(
+    prog: &Path,
+    args: &[String],
+    min_threads: usize,
+    within: Duration,
+) -> io::Result<Vec<String>> {
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let dir = PathBuf::from(format!("/proc/{}/task", child.id()));
+    let read = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                    .map(|s| s.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let t0 = std::time::Instant::now();
+    let mut names = read();
+    while names.len() < min_threads && t0.elapsed() < within {
+        std::thread::sleep(Duration::from_millis(10));
+        names = read();
+    }
+    // The child is ours and not yet reaped, so its pid cannot have been reused.
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(names)
 }
 
 /// Run QEMU on `guest`.
@@ -216,7 +350,12 @@ pub fn run_qemu(guest: &Guest, iters: u64, extra: &[&str], limit: Duration) -> i
 
 /// The QEMU version line.
 pub fn qemu_version() -> String {
-    Command::new(QEMU)
+    qemu_version_of(QEMU)
+}
+
+/// The version line of the QEMU binary `bin` ("unknown" when it does not run).
+pub fn qemu_version_of(bin: &str) -> String {
+    Command::new(bin)
         .arg("--version")
         .stdin(Stdio::null())
         .output()
