@@ -3,8 +3,8 @@
 //!
 //! `cargo bench --bench kick`
 //!
-//! (a) Library level: one target thread with a `vcpulab::kick::Waiter` and a
-//! `vcpulab::cpu::CpuShared` woken through its `Kicker`; this thread kicks it
+//! (a) Library level: one target thread with a `vcpulab::sync::kick::Waiter` and a
+//! `vcpulab::accel::cpu::CpuShared` woken through its `Kicker`; this thread kicks it
 //! (`CpuShared::kick`) and the target records `CpuShared::take_kick_latency` (kick stamp to the
 //! target consuming the exit request, the clock the run report uses) into an HdrHistogram.
 //! - halted: the target runs the halt loop (`take_exit_request`, else `Waiter::park`); the
@@ -40,8 +40,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use serde_json::{Value, json};
-use vcpulab::cpu::CpuShared;
-use vcpulab::kick::{KickKind, Waiter};
+use vcpulab::accel::cpu::CpuShared;
+use vcpulab::sync::kick::{KickKind, Waiter};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum State {
