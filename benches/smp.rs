@@ -354,7 +354,13 @@ fn check_mttcg(bin: &str) -> (bool, Vec<String>) {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let elf = repo_root().join("guests/build/smp_compute.elf");
     let args = qemu_args_params(&elf.display().to_string(), &[(0, 4_000_000_000)], &extra);
-    let names = thread_names(Path::new(bin), &args, 4, Duration::from_secs(5)).unwrap_or_default();
+    let both = |n: &[String]| {
+        ["CPU 0/TCG", "CPU 1/TCG"]
+            .iter()
+            .all(|w| n.iter().any(|x| x == w))
+    };
+    let names =
+        thread_names(Path::new(bin), &args, both, Duration::from_secs(5)).unwrap_or_default();
     let has = |n: &str| names.iter().any(|x| x == n);
     (
         has("CPU 0/TCG") && has("CPU 1/TCG") && !has("ALL CPUs/TCG"),

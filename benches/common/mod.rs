@@ -303,13 +303,14 @@ pub fn qemu_machine_args() -> Vec<String> {
     .collect()
 }
 
-/// Start `prog args…` (stdio to /dev/null), wait until it has at least `min_threads` threads
-/// (or `within` has passed), read its threads' names (`/proc/PID/task/*/comm`, sorted), then
+/// Start `prog args…` (stdio to /dev/null), read its threads' names (`/proc/PID/task/*/comm`,
+/// sorted) until `done` says they are complete (or `within` has passed: threads start one
+/// after another, and a count alone can be reached before the one that matters exists), then
 /// kill and reap it. For checks such as "QEMU runs one thread per vCPU".
 pub fn thread_names(
     prog: &Path,
     args: &[String],
-    min_threads: usize,
+    done: impl Fn(&[String]) -> bool,
     within: Duration,
 ) -> io::Result<Vec<String>> {
     let mut child = Command::new(prog)
@@ -333,7 +334,7 @@ pub fn thread_names(
     };
     let t0 = std::time::Instant::now();
     let mut names = read();
-    while names.len() < min_threads && t0.elapsed() < within {
+    while !done(&names) && t0.elapsed() < within {
         std::thread::sleep(Duration::from_millis(10));
         names = read();
     }
