@@ -223,6 +223,12 @@ pub struct ExecLock<'a> {
     m: &'a Machine,
     always: bool,
     held: Option<BqlGuard<'a>>,
+    /// When it was taken (the vCPU slice runs from here).
+    since: Instant,
+    /// Instructions the holder may still execute before it looks at the
+    /// clock again while vCPUs wait (one clock read per that many, not one
+    /// per exit: an MMIO storm exits every few instructions).
+    check_left: u64,
 }
 
 impl<'a> ExecLock<'a> {
@@ -232,6 +238,8 @@ impl<'a> ExecLock<'a> {
             m,
             always: m.config.bql.policy == BqlPolicy::Always,
             held: None,
+            since: Instant::now(),
+            check_left: crate::sync::bql::VCPU_SLICE_CHECK_INSNS,
         }
     }
 
@@ -243,10 +251,39 @@ impl<'a> ExecLock<'a> {
         }
     }
 
-    /// Give it up if another thread wants it or a pause is requested.
+    /// Give it up if a thread that is not a vCPU wants it, or a pause is
+    /// requested, or other vCPUs want it and this holder's slice
+    /// ([`crate::sync::bql::VCPU_SLICE`]) is over.
     fn release_if_wanted(&mut self) {
-        if self.held.is_some() && (self.m.run.pause_requested() || self.m.bql.wanted() > 0) {
+        if self.held.is_none() {
+            return;
+        }
+        let (all, vcpus) = self.m.bql.wanted();
+        if self.m.run.pause_requested() || all > vcpus {
             self.release();
+        } else if vcpus > 0 && self.check_left == 0 {
+            if self.since.elapsed() >= crate::sync::bql::VCPU_SLICE {
+                self.release();
+            } else {
+                self.check_left = crate::sync::bql::VCPU_SLICE_CHECK_INSNS;
+            }
+        }
+    }
+
+    /// The most instructions the holder may execute now: no more than are
+    /// left before it looks at its slice again, while other vCPUs wait.
+    fn execution_cap(&self) -> u64 {
+        if self.held.is_some() && self.m.bql.wanted().1 > 0 {
+            self.check_left.max(1)
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// Count `n` instructions executed while holding the BQL.
+    fn spent(&mut self, n: u64) {
+        if self.held.is_some() {
+            self.check_left = self.check_left.saturating_sub(n);
         }
     }
 
@@ -262,6 +299,8 @@ impl<'a> ExecLock<'a> {
             self.m.bql.wait_until_not_wanted();
             return false;
         }
+        self.since = Instant::now();
+        self.check_left = crate::sync::bql::VCPU_SLICE_CHECK_INSNS;
         true
     }
 }
@@ -382,7 +421,9 @@ impl<'a> Vcpu<'a> {
         if !lock.acquire(self.stats.hart) {
             return Step::Yielded;
         }
-        let exit = self.hart.execute(limit);
+        let before = self.hart.retired;
+        let exit = self.hart.execute(limit.min(lock.execution_cap()));
+        lock.spent(self.hart.retired - before);
         self.publish();
         if self.m.config.icount.is_some_and(|c| c.align) {
             align_clocks(self.m);

@@ -76,7 +76,28 @@ thread_local! {
     /// The id of the BQL this thread holds, 0 for none (QEMU's
     /// `bql_locked()` is the same per-thread flag).
     static HELD: Cell<u64> = const { Cell::new(0) };
+    /// Set while this thread takes the BQL in [`Bql::lock_for_execution`]:
+    /// a vCPU that waits for it is counted apart from other threads.
+    static FOR_EXECUTION: Cell<bool> = const { Cell::new(false) };
 }
+
+/// Under `always`, how long a vCPU may hold the BQL for execution while
+/// only other vCPUs want it (threads that are not vCPUs get it at the
+/// holder's next exit). Without it the vCPUs would hand the lock over at
+/// every TB boundary, a few hundred ns of guest work per hand-over; this is
+/// the time slice QEMU's single-threaded TCG gave each vCPU (its kick timer,
+/// 100 ms there), scaled to what a lab run lasts.
+pub const VCPU_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// While other vCPUs wait for its slice to end, the holder executes at most
+/// this many instructions before it looks at the clock again.
+pub const VCPU_SLICE_CHECK_INSNS: u64 = 1 << 16;
+
+/// One waiter in the low half of [`Bql`]'s `wanted` word.
+const WANTED_ONE: u64 = 1;
+/// One vCPU waiter in its high half.
+const WANTED_VCPU: u64 = 1 << 32;
+const WANTED_LOW: u64 = WANTED_VCPU - 1;
 
 /// No vCPU holds the BQL for execution.
 const NO_HOLDER: usize = usize::MAX;
@@ -86,8 +107,10 @@ pub struct Bql {
     raw: AnyRawMutex,
     profile: Profile,
     /// Threads waiting to take the BQL from a vCPU that holds it while it
-    /// executes (`always`; QEMU's `iothread_requesting_mutex`).
-    wanted: AtomicUsize,
+    /// executes (`always`; QEMU's `iothread_requesting_mutex`): all of them
+    /// in the low 32 bits, those that are vCPUs ([`Bql::lock_for_execution`])
+    /// also in the high 32 bits, so one load reads both consistently.
+    wanted: AtomicU64,
     /// Times a thread had to ask an executing holder to let go.
     wanted_requests: AtomicU64,
     /// The vCPU that holds the BQL while executing, or [`NO_HOLDER`].
@@ -128,7 +151,7 @@ impl Bql {
         Bql {
             raw: AnyRawMutex::new(kind),
             profile: Profile::new(profiled, hold_sample),
-            wanted: AtomicUsize::new(0),
+            wanted: AtomicU64::new(0),
             wanted_requests: AtomicU64::new(0),
             holder: AtomicUsize::new(NO_HOLDER),
             kick: OnceLock::new(),
@@ -168,29 +191,36 @@ impl Bql {
 
     /// Take the BQL to execute guest code as vCPU `vcpu` (`always`): while
     /// it is held this way, a thread that wants it kicks `vcpu`, which lets
-    /// go at its next exit. Returns `None` if another thread asked for it in
-    /// the meantime (the caller should not run now: it would not notice).
+    /// go at its next exit (after its [`VCPU_SLICE`] if only vCPUs want it).
+    /// Returns `None` if a thread that is not a vCPU asked for it in the
+    /// meantime (the caller should not run now: it would not notice).
     #[track_caller]
     pub fn lock_for_execution(&self, vcpu: usize) -> Option<BqlGuard<'_>> {
+        FOR_EXECUTION.with(|c| c.set(true));
         let g = self.lock();
+        FOR_EXECUTION.with(|c| c.set(false));
         // SeqCst, paired with the SeqCst increment of `wanted` and load of
         // `holder` in `raw_lock` (a store-load pair on each side): either
         // the waiter sees this holder and kicks it, or this load sees the
-        // waiter's increment and gives the lock up at once.
+        // waiter's increment — and gives the lock up at once for a thread
+        // that is not a vCPU, or starts its slice for a vCPU.
         self.holder.store(vcpu, Ordering::SeqCst);
-        if self.wanted.load(Ordering::SeqCst) > 0 {
+        let (all, vcpus) = split_wanted(self.wanted.load(Ordering::SeqCst));
+        if all > vcpus {
             return None;
         }
         Some(g)
     }
 
     /// Threads waiting for a vCPU that holds the BQL while executing to let
-    /// go: the holder releases it at its next exit while this is non-zero.
+    /// go, and how many of them are vCPUs: the holder releases it at its next
+    /// exit while the first exceeds the second, and once its slice is over
+    /// while vCPUs wait.
     #[inline]
-    pub fn wanted(&self) -> usize {
+    pub fn wanted(&self) -> (usize, usize) {
         // Relaxed: a hint checked at every exit; the protocol's ordering is
         // in `lock_for_execution`.
-        self.wanted.load(Ordering::Relaxed)
+        split_wanted(self.wanted.load(Ordering::Relaxed))
     }
 
     /// How many times a thread found the BQL held by an executing vCPU and
@@ -256,9 +286,14 @@ impl Bql {
     #[cold]
     #[inline(never)]
     fn raw_lock_wanted(&self) -> raw::AnyGuard {
+        let one = if FOR_EXECUTION.with(|c| c.get()) {
+            WANTED_ONE | WANTED_VCPU
+        } else {
+            WANTED_ONE
+        };
         // SeqCst: see `lock_for_execution`. An executing holder checks
         // `wanted` at every exit and lets go while it is non-zero.
-        self.wanted.fetch_add(1, Ordering::SeqCst);
+        self.wanted.fetch_add(one, Ordering::SeqCst);
         let holder = self.holder.load(Ordering::SeqCst);
         if holder != NO_HOLDER {
             self.wanted_requests.fetch_add(1, Ordering::Relaxed);
@@ -267,7 +302,7 @@ impl Bql {
             }
         }
         let g = self.raw.lock();
-        if self.wanted.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.wanted.fetch_sub(one, Ordering::SeqCst) & WANTED_LOW == 1 {
             // The last one in: wake a vCPU waiting in `wait_until_not_wanted`
             // (notified under the mutex it checks `wanted` under, so the
             // wake-up cannot fall between its check and its sleep).
@@ -282,10 +317,16 @@ impl Bql {
     /// back to this vCPU. The caller must not hold the BQL.
     pub fn wait_until_not_wanted(&self) {
         let mut m = self.handed.lock();
-        while self.wanted.load(Ordering::SeqCst) > 0 {
+        while self.wanted.load(Ordering::SeqCst) & WANTED_LOW > 0 {
             self.handed_cv.wait(&mut m);
         }
     }
+}
+
+/// (all waiters, vCPU waiters) of a `wanted` word.
+#[inline]
+fn split_wanted(w: u64) -> (usize, usize) {
+    ((w & WANTED_LOW) as usize, (w >> 32) as usize)
 }
 
 impl Drop for BqlGuard<'_> {
