@@ -298,6 +298,8 @@ pub struct VcpuReport {
     pub state: &'static str,
     /// `mie` when the run ended.
     pub mie: Hex,
+    /// The hash of the hart's guest-visible events.
+    pub trace_hash: Hex,
 }
 
 impl From<&VcpuStats> for VcpuReport {
@@ -320,6 +322,7 @@ impl From<&VcpuStats> for VcpuReport {
             pc: Hex(s.pc),
             state: if s.halted { "halted" } else { "running" },
             mie: Hex(s.mie),
+            trace_hash: Hex(s.trace_hash),
         }
     }
 }
@@ -341,6 +344,10 @@ pub struct RunReport {
     pub vm_clock_ns: i64,
     /// Instructions retired.
     pub instructions: Instructions,
+    /// FNV-1a over the harts' trace hashes (their little-endian bytes, in
+    /// hart order): one value that says whether two runs' harts saw the same
+    /// events.
+    pub trace_hash: Hex,
     /// Guest instructions per wall-clock microsecond.
     pub mips: f64,
     /// Peak RSS of the process.

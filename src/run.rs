@@ -364,6 +364,13 @@ pub fn run(
         wall_ns: wall.as_nanos() as u64,
         vm_clock_ns: m.clocks.get_ns(ClockType::Virtual),
         instructions: Instructions { total, per_vcpu },
+        trace_hash: crate::report::Hex(
+            vcpus
+                .iter()
+                .fold(crate::target::riscv::hart::TRACE_BASIS, |h, v| {
+                    crate::target::riscv::hart::trace_fold(h, &[v.trace_hash])
+                }),
+        ),
         mips: total as f64 / wall.as_secs_f64().max(1e-9) / 1e6,
         peak_rss_bytes: peak_rss_bytes(),
         icount: m.icount.as_ref().map(|ic| IcountReport {

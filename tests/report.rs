@@ -290,3 +290,54 @@ fn hist_log_holds_the_report_histograms() {
         );
     }
 }
+
+/// The trace hash: identical run after run for an SMP guest under
+/// round-robin icount (`sleep=off` makes the run a function of the ELF),
+/// different when the guest sees other times, and combined over the harts.
+#[test]
+fn trace_hash_is_a_function_of_what_the_harts_saw() {
+    let k = guest("timer_landing");
+    let hash = |shift: &str, tag: &str| {
+        let dir = scratch(tag);
+        let r = dir.join("r.json");
+        let icount = format!("shift={shift},sleep=off");
+        let (code, err) = run(
+            &[
+                "run",
+                "--kernel",
+                k.to_str().unwrap(),
+                "--smp",
+                "3",
+                "--icount",
+                &icount,
+                "--timeout",
+                "20",
+                "--stats",
+                r.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(code, Some(0), "{err}");
+        let v = read_report(&dir);
+        let per: Vec<String> = v["vcpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["trace_hash"].as_str().unwrap().to_string())
+            .collect();
+        (v["trace_hash"].as_str().unwrap().to_string(), per)
+    };
+    let a = hash("3", "th-a");
+    let b = hash("3", "th-b");
+    assert_eq!(a, b, "two runs of the same deterministic configuration");
+    let c = hash("5", "th-c");
+    assert_ne!(
+        a.0, c.0,
+        "another shift: other time values and landing points"
+    );
+    assert_ne!(
+        a.1[0], c.1[0],
+        "hart 0 reads time and takes timer interrupts"
+    );
+    assert!(a.0.starts_with("0x") && a.0.len() == 18, "{}", a.0);
+}

@@ -73,6 +73,9 @@ pub struct VcpuStats {
     /// `mie` when the run ended (a halted hart with nothing enabled can
     /// only be woken by a reset).
     pub mie: u64,
+    /// The hash of the hart's guest-visible events
+    /// ([`crate::target::riscv::hart::TRACE_BASIS`]).
+    pub trace_hash: u64,
     /// (mcause, pc) of the last trap taken, if any.
     pub last_trap: Option<(u64, u64)>,
     /// Kick latency (issued to observed by this vCPU), ns, for kicks that
@@ -451,6 +454,7 @@ impl<'a> Vcpu<'a> {
         stats.pc = h.st.pc;
         stats.halted = self.halted;
         stats.mie = h.st.mie;
+        stats.trace_hash = h.trace;
         stats
     }
 }

@@ -175,6 +175,29 @@ pub struct Hart<'a> {
     pub badaddr: u64,
     /// (mcause, pc) of the last trap taken (for diagnostics).
     pub last_trap: (u64, u64),
+    /// The hash of this hart's guest-visible events (see [`TRACE_BASIS`]).
+    pub trace: u64,
+}
+
+/// The trace hash of a hart: 64-bit FNV-1a (offset basis
+/// 0xcbf2_9ce4_8422_2325, prime 0x100_0000_01b3) over the little-endian
+/// bytes of three words per event, in the order the hart sees them:
+/// an interrupt taken `(1, instructions retired, mcause)`, a device read
+/// `(2, address, value)`, a `time` CSR read (`rdtime`) `(3, 0, value)`.
+/// Two runs whose harts saw the same interrupts at the same instructions and
+/// read the same device and time values have the same hashes.
+pub const TRACE_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const TRACE_PRIME: u64 = 0x100_0000_01b3;
+
+/// Fold `words` into the FNV-1a hash `h`.
+#[inline]
+pub fn trace_fold(mut h: u64, words: &[u64]) -> u64 {
+    for &w in words {
+        for b in w.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(TRACE_PRIME);
+        }
+    }
+    h
 }
 
 /// Outcome of one instruction that left the straight-line path.
@@ -214,6 +237,7 @@ impl<'a> Hart<'a> {
             qemu72,
             badaddr: 0,
             last_trap: (0, 0),
+            trace: TRACE_BASIS,
         }
     }
 
@@ -277,6 +301,7 @@ impl<'a> Hart<'a> {
     pub fn check_interrupts(&mut self) -> bool {
         if let Some(irq) = self.pending_interrupt() {
             let pc = self.st.pc;
+            self.trace = trace_fold(self.trace, &[1, self.retired, cause::INTERRUPT | irq]);
             self.trap(cause::INTERRUPT | irq, 0, pc);
             true
         } else {
@@ -825,6 +850,12 @@ impl<'a> Hart<'a> {
     /// Load through the bus (not RAM). `extra` instructions are in flight
     /// (for an exact VIRTUAL read under icount).
     fn mmio_load(&mut self, addr: u64, len: u64, extra: u64) -> Result<u64, ()> {
+        let v = self.mmio_load_untraced(addr, len, extra)?;
+        self.trace = trace_fold(self.trace, &[2, addr, v]);
+        Ok(v)
+    }
+
+    fn mmio_load_untraced(&mut self, addr: u64, len: u64, extra: u64) -> Result<u64, ()> {
         self.sync_icount(extra);
         let m = self.m;
         if addr & (len - 1) == 0 {
@@ -1042,7 +1073,9 @@ impl<'a> Hart<'a> {
             }
             TIME => {
                 self.sync_icount(1);
-                self.m.clint.mtime()
+                let t = self.m.clint.mtime();
+                self.trace = trace_fold(self.trace, &[3, 0, t]);
+                t
             }
             0x323..=0x33f => st.mhpmevent[(csr & 0x1f) as usize],
             0x3a0..=0x3af if csr & 1 == 0 => st.pmpcfg[(csr - 0x3a0) as usize],
@@ -1199,3 +1232,31 @@ fn extend(op: Op, v: u64) -> u64 {
 
 /// Guest address of the first byte of RAM (re-exported for the loader).
 pub const DRAM_BASE: u64 = RAM_BASE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A byte-wise FNV-1a 64, the textbook definition.
+    fn fnv1a(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(TRACE_BASIS, |h, &b| {
+            (h ^ b as u64).wrapping_mul(TRACE_PRIME)
+        })
+    }
+
+    #[test]
+    fn trace_hash_is_fnv1a_over_little_endian_words() {
+        // The published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+        let words = [2u64, 0x0200_bff8, 0x1234_5678_9abc_def0];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(trace_fold(TRACE_BASIS, &words), fnv1a(&bytes));
+        assert_ne!(
+            trace_fold(TRACE_BASIS, &[1, 2, 3]),
+            trace_fold(TRACE_BASIS, &[1, 3, 2]),
+            "order matters"
+        );
+    }
+}
