@@ -77,13 +77,12 @@ struct SmpVariant {
 /// (variant label, ratio of medians, median of the per-round ratios).
 type SummaryCell = (String, f64, f64);
 
-const LOCKS: [&str; 5] = [
-    "parking_lot",
-    "parking_lot-fair",
-    "std",
-    "pthread",
-    "ticket",
-];
+/// Every lock kind `--bql-lock` accepts, the default first.
+fn locks() -> impl Iterator<Item = &'static str> {
+    vcpulab::sync::bql::LockKind::ALL
+        .into_iter()
+        .map(|k| k.name())
+}
 
 fn variants_for(g: &SmpGuest) -> Vec<SmpVariant> {
     let vl = |group, policy, lock| SmpVariant {
@@ -97,11 +96,11 @@ fn variants_for(g: &SmpGuest) -> Vec<SmpVariant> {
         vl("policy", "mmio", "parking_lot"),
         vl("policy", "device", "parking_lot"),
     ];
-    for lock in &LOCKS[1..] {
+    for lock in locks().skip(1) {
         v.push(vl("lock", "mmio", lock));
     }
     if g.name == "mtime" {
-        for lock in &LOCKS[1..] {
+        for lock in locks().skip(1) {
             v.push(vl("lock", "device", lock));
         }
     }

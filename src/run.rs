@@ -112,18 +112,15 @@ pub fn run(
 ) -> Result<RunReport, RunError> {
     let started = SystemTime::now();
     let started_at = rfc3339_utc(started);
-    let stats_file = cfg
-        .stats
-        .as_deref()
-        .map(StatsFile::prepare)
-        .transpose()
-        .map_err(RunError::Stats)?;
-    let hist_file = cfg
-        .hist_log
-        .as_deref()
-        .map(StatsFile::prepare)
-        .transpose()
-        .map_err(RunError::Stats)?;
+    // Both output paths are checked before the guest starts.
+    let prepare = |p: &Option<PathBuf>| {
+        p.as_deref()
+            .map(StatsFile::prepare)
+            .transpose()
+            .map_err(RunError::Stats)
+    };
+    let stats_file = prepare(&cfg.stats)?;
+    let hist_file = prepare(&cfg.hist_log)?;
     let (m, waiters) = Machine::new(cfg.machine.clone(), out)?;
     if let Some(msg) = m.kernel.dropped.and_then(|d| {
         d.message(

@@ -30,6 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use vcpulab::accel::cpu::{CpuShared, MIP_MEIP, MIP_MSIP, MIP_MTIP};
+use vcpulab::sync::bql::{BqlPolicy, LockKind};
 use vcpulab::sync::kick::{KickKind, Waiter};
 
 /// A whole-machine run that takes longer than this has hung.
@@ -318,18 +319,11 @@ const IOTHREAD_BQL_WAIT_BOUND_NS: u64 = 500_000_000;
 /// Failures collected before the random test stops early.
 const RANDOM_MAX_FAILURES: usize = 5;
 
-/// The BQL policies (`--bql`).
-const POLICIES: [&str; 3] = ["always", "mmio", "device"];
-/// The lock kinds under the BQL (`--bql-lock`).
-const LOCKS: [&str; 5] = [
-    "parking_lot",
-    "parking_lot-fair",
-    "std",
-    "pthread",
-    "ticket",
-];
-/// The kick mechanisms (`--kick`).
-const KICKS: [&str; 3] = ["futex", "signal", "eventfd"];
+/// The BQL policies (`--bql`), lock kinds (`--bql-lock`) and kick
+/// mechanisms (`--kick`): every value the binary accepts.
+const POLICIES: [BqlPolicy; 3] = BqlPolicy::ALL;
+const LOCKS: [LockKind; 5] = LockKind::ALL;
+const KICKS: [KickKind; 3] = KickKind::ALL;
 
 /// The thread-mode axis: a name and the extra arguments of each variant,
 /// drawn uniformly: the default (`multi` without icount, `single` with it),
@@ -442,9 +436,9 @@ fn combination(base: u64, index: u64) -> (&'static str, &'static str, &'static s
     }
     let c = order[(index % n as u64) as usize];
     (
-        POLICIES[c % POLICIES.len()],
-        LOCKS[c / POLICIES.len() % LOCKS.len()],
-        KICKS[c / (POLICIES.len() * LOCKS.len())],
+        POLICIES[c % POLICIES.len()].name(),
+        LOCKS[c / POLICIES.len() % LOCKS.len()].name(),
+        KICKS[c / (POLICIES.len() * LOCKS.len())].name(),
     )
 }
 
