@@ -19,7 +19,7 @@
 //! `…::qemu_7_2`; and the generator's self-test.
 //!
 //! Knobs (environment), besides those of `tests/common/diff.rs`
-//! (`VCPULAB_SMP_ICOUNT_DIFF_COUNT` — default 60 per test —, `_SEED`,
+//! (`VCPULAB_SMP_ICOUNT_DIFF_COUNT` — default 400 per test —, `_SEED`,
 //! `_START`, `_SHRINK`):
 //! - `VCPULAB_SMP_ICOUNT_DIFF_SHIFT`: force this shift (0..=10) for every program;
 //! - `VCPULAB_SMP_ICOUNT_DIFF_HARTS`: force this many harts (2..=4);
@@ -43,7 +43,7 @@ use libtest_mimic::Trial;
 use std::path::PathBuf;
 
 const DEFAULT_SEED: u64 = 0x736d_7074_696d_6531; // "smptime1"
-const DEFAULT_COUNT: usize = 60;
+const DEFAULT_COUNT: usize = 400;
 const PREFIX: &str = "VCPULAB_SMP_ICOUNT_DIFF";
 
 fn gen_options() -> GenOptions {
