@@ -6,7 +6,7 @@
 //!   skipping, and the libtest-mimic trials that run a check against each;
 //! - `asm.rs`: the assembler, RVC compressor, print routines and ELF writer of
 //!   the random programs;
-//! - `randprog.rs`, `randtime.rs`: the two random-program generators;
+//! - `randprog.rs`, `randtime.rs`, `randsmp.rs`: the random-program generators;
 //! - `diff.rs`: the random differential driver (seeds, workers, mismatch
 //!   reports, shrinking) both random tests use.
 #![allow(dead_code)]
@@ -16,6 +16,7 @@ pub mod diff;
 pub mod proc;
 pub mod qemu;
 pub mod randprog;
+pub mod randsmp;
 pub mod randtime;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -108,7 +108,7 @@ pub fn disasm_t(w: u32, pc: u64) -> String {
 
 /// How a time value is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TimeRead {
+pub enum TimeRead {
     /// `csrrs rd, time, x0` (rdtime).
     Rdtime,
     /// `csrrc rd, time, x0`.
@@ -125,7 +125,7 @@ enum TimeRead {
 
 /// How mtimecmp is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CmpWrite {
+pub enum CmpWrite {
     /// One `sd`.
     Full,
     /// `sw` low half, then `sw` high half.
@@ -192,7 +192,8 @@ struct Gen {
     log_entries: usize,
 }
 
-fn rand_reg(rng: &mut SplitMix64) -> u8 {
+/// A random register of the ALU set (x1..x19).
+pub fn rand_reg(rng: &mut SplitMix64) -> u8 {
     rng.range(1, 19) as u8
 }
 
@@ -227,7 +228,7 @@ impl Gen {
 }
 
 /// `rd = time` read the given way (uses x23 for the MMIO address).
-fn emit_time_read(a: &mut Asm, k: TimeRead, rd: u8, addr_reg: u8) {
+pub fn emit_time_read(a: &mut Asm, k: TimeRead, rd: u8, addr_reg: u8) {
     match k {
         TimeRead::Rdtime => a.csr(2, rd, CSR_TIME, 0),
         TimeRead::Csrrc => a.csr(3, rd, CSR_TIME, 0),
@@ -263,7 +264,7 @@ fn emit_cmp_write(a: &mut Asm, k: CmpWrite, val: u8, addr_reg: u8, tmp: u8) {
 }
 
 /// `rd += imm` for any 32-bit imm (uses `tmp` when it does not fit 12 bits).
-fn emit_add_imm(a: &mut Asm, rd: u8, imm: i64, tmp: u8) {
+pub fn emit_add_imm(a: &mut Asm, rd: u8, imm: i64, tmp: u8) {
     if (-2048..=2047).contains(&imm) {
         a.addi(rd, rd, imm);
     } else {
@@ -273,7 +274,7 @@ fn emit_add_imm(a: &mut Asm, rd: u8, imm: i64, tmp: u8) {
 }
 
 /// A random ALU instruction on x1..x19 (reads may also use x22 = time).
-fn alu_word(rng: &mut SplitMix64, isa: Isa) -> u32 {
+pub fn alu_word(rng: &mut SplitMix64, isa: Isa) -> u32 {
     let rd = rand_reg(rng);
     let rs1 = if rng.chance(10) { TV } else { rand_reg(rng) };
     let rs2 = rand_reg(rng);
