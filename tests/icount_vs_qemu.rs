@@ -190,6 +190,73 @@ fn smp_round_robin(q: &Qemu) {
             );
         }
     }
+    smp_starvation(q);
+}
+
+/// A hart that spins, interrupts off, until the other has taken its IPI
+/// (`smp_ipi_spin`): QEMU 10.0's split turn lets the other run, and the
+/// bytes must match; QEMU 7.2 gives the spinning hart the whole budget to
+/// each deadline and the other none, and never finishes (the starvation
+/// QEMU 8.1 fixed). vcpulab `--compat qemu-7.2` shows the same starvation in
+/// its report: over a run cut by `--timeout`, hart 1 gets a sliver of the
+/// instructions hart 0 spins, and the guest does not finish.
+fn smp_starvation(q: &Qemu) {
+    let elf = guest("smp_ipi_spin");
+    if q.version.compat == "qemu-10.0" {
+        for smp in ["2", "4"] {
+            check_both(
+                q,
+                "smp_ipi_spin",
+                &[&[(0, 20)]],
+                &[0, 3, 10],
+                &["-smp", smp],
+                &["--smp", smp],
+            );
+        }
+        return;
+    }
+    let icount = ["-icount", "shift=3,sleep=off", "-smp", "2"];
+    let r = q.run(&elf, ISA, &icount, &[(0, 5)], Duration::from_secs(3));
+    assert!(
+        r.timed_out && !r.text().contains("ok"),
+        "QEMU {} was expected to starve hart 1 and not finish: {}",
+        q.version.label,
+        r.text()
+    );
+    let dir = std::env::temp_dir().join(format!("vcpulab-starve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stats = dir.join("r.json");
+    let v = q.vcpulab(
+        &elf,
+        ISA,
+        &[
+            "--icount",
+            "shift=3,sleep=off",
+            "--smp",
+            "2",
+            "--timeout",
+            "2",
+            "--stats",
+            stats.to_str().unwrap(),
+        ],
+        &[(0, 5)],
+        VCPULAB_LIMIT,
+    );
+    assert_eq!(v.code, Some(124), "{}", v.text());
+    assert!(!v.text().contains("ok"), "{}", v.text());
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let per: Vec<u64> = rep["instructions"]["per_vcpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert!(
+        per[1] * 10 < per[0],
+        "hart 1 should get a sliver of hart 0's instructions under the whole turn: {per:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn main() {

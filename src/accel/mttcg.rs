@@ -26,7 +26,7 @@ pub fn vcpu_thread_fn(
     hart: usize,
     waiter: Waiter,
 ) -> VcpuStats {
-    let mut v = Vcpu::new(&m, &sched, hart);
+    let mut v = Vcpu::new(&m, &sched, hart, false);
     let mut lock = ExecLock::new(&m);
     loop {
         match v.step(u64::MAX, &mut lock) {

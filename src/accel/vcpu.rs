@@ -322,11 +322,18 @@ pub struct Vcpu<'a> {
     halted: bool,
     reset_gen: u64,
     stats: VcpuStats,
+    /// Run by the round-robin thread: a halted vCPU with nothing to do
+    /// leaves its step before it looks at its exit request, as QEMU's
+    /// `cpu_exec` returns from `cpu_handle_halt` before
+    /// `cpu_handle_interrupt` consumes it (the request then ends the round
+    /// when the vCPU's turn comes).
+    round_robin: bool,
 }
 
 impl<'a> Vcpu<'a> {
-    /// vCPU `hart` of `m` at power-on.
-    pub fn new(m: &'a Machine, sched: &'a Sched, hart: usize) -> Vcpu<'a> {
+    /// vCPU `hart` of `m` at power-on, run by its own thread
+    /// (`round_robin` false) or by the round-robin thread.
+    pub fn new(m: &'a Machine, sched: &'a Sched, hart: usize, round_robin: bool) -> Vcpu<'a> {
         let shared = &*m.cpus[hart];
         Vcpu {
             hart: Hart::new(shared, m),
@@ -339,6 +346,7 @@ impl<'a> Vcpu<'a> {
                 hart,
                 ..Default::default()
             },
+            round_robin,
         }
     }
 
@@ -405,6 +413,9 @@ impl<'a> Vcpu<'a> {
                 self.m.reset_devices();
             }
             self.hart.reset();
+        }
+        if self.round_robin && self.halted && !self.hart.has_work() {
+            return Step::Idle;
         }
         self.observe_kick();
         if self.halted {
