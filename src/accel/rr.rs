@@ -27,7 +27,10 @@
 //!   which kicks, and ends. A halted vCPU with nothing to do leaves its turn
 //!   before it looks at its exit request (`cpu_handle_halt` comes before
 //!   `cpu_handle_interrupt`), so the request ends the round at its next
-//!   turn. Device accesses do not end a turn, but a kick
+//!   turn. A turn that ends by its budget or a kick takes a pending enabled
+//!   interrupt first (`cpu_handle_interrupt` looks at interrupts before the
+//!   exit request and the budget), so the next turn of that vCPU starts in
+//!   the handler; a `wfi` leaves without. Device accesses do not end a turn, but a kick
 //!   during one does. A halted vCPU with nothing pending is skipped.
 //! - **Kicks.** A kick from another thread (the iothread's timers, the
 //!   monitor, a signal) asks every vCPU to exit (QEMU's
@@ -219,9 +222,11 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                             // that became the head, a stop): `cpu_exec`
                             // checks the request after every TB and leaves.
                             v.observe_kick();
+                            v.hart.check_interrupts();
                             break None;
                         }
                         if icount && left == 0 {
+                            v.hart.check_interrupts();
                             break None;
                         }
                     }
@@ -229,11 +234,21 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                         // Consumed here, as `cpu_exec` consumes it when it
                         // leaves: it asked this turn to end, not the round.
                         v.observe_kick();
+                        // `cpu_handle_interrupt` takes a pending interrupt
+                        // before it looks at the exit request or the
+                        // budget: the turn ends in the handler.
+                        v.hart.check_interrupts();
+                        break None;
+                    }
+                    Step::Ran(Exit::Budget) => {
+                        v.hart.check_interrupts();
                         break None;
                     }
                     // `wfi` ends the turn even when an interrupt wakes the
-                    // hart at once (QEMU's `helper_wfi` halts it regardless).
-                    Step::Ran(Exit::Budget | Exit::Halt | Exit::WfiAwake) | Step::Idle => {
+                    // hart at once (QEMU's `helper_wfi` halts it regardless;
+                    // its EXCP_HLT leaves `cpu_exec` before interrupts are
+                    // looked at).
+                    Step::Ran(Exit::Halt | Exit::WfiAwake) | Step::Idle => {
                         break None;
                     }
                     Step::Paused => {
