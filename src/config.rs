@@ -231,7 +231,7 @@ pub enum IcountShift {
     Auto,
 }
 
-/// `--icount shift=N|auto[,sleep=on|off][,align=on|off]`.
+/// `--icount shift=N|auto[,sleep=on|off][,align=on|off][,smp=rr]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct IcountConfig {
     /// The shift.
@@ -241,6 +241,20 @@ pub struct IcountConfig {
     pub sleep: bool,
     /// Sleep the vCPU when the guest gets ahead of real time.
     pub align: bool,
+    /// What guest time means with several vCPUs (`smp=`).
+    pub smp: IcountSmp,
+}
+
+/// The SMP icount semantics (`--icount ...,smp=MODE`). One is built: `rr`,
+/// QEMU's, every vCPU on one round-robin thread adding to one counter (the
+/// default, and what `--accel tcg,thread=single` runs). The parallel modes
+/// (`global`, `local`) are refused with a message saying so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IcountSmp {
+    /// Round-robin, as QEMU.
+    #[default]
+    Rr,
 }
 
 /// QEMU's `MAX_ICOUNT_SHIFT`.
@@ -264,13 +278,14 @@ impl IcountConfig {
         let mut shift = None;
         let mut sleep = true;
         let mut align = false;
+        let mut smp = IcountSmp::Rr;
         for (n, part) in s.split(',').enumerate() {
             let (k, v) = match part.split_once('=') {
                 Some((k, v)) => (k, v),
                 None if n == 0 => ("shift", part),
                 None => {
                     return err(format!(
-                        "invalid --icount option '{part}': expected KEY=VALUE (keys: shift, sleep, align)"
+                        "invalid --icount option '{part}': expected KEY=VALUE (keys: shift, sleep, align, smp)"
                     ));
                 }
             };
@@ -296,9 +311,29 @@ impl IcountConfig {
                 }
                 "sleep" => sleep = on_off(k, v)?,
                 "align" => align = on_off(k, v)?,
+                "smp" => {
+                    smp = match v {
+                        "rr" => IcountSmp::Rr,
+                        "global" | "local" => {
+                            return err(format!(
+                                "invalid --icount smp={v}: not built in this version (only smp=rr, QEMU's round-robin)"
+                            ));
+                        }
+                        _ => {
+                            return err(format!(
+                                "invalid --icount smp='{v}': expected rr, global or local"
+                            ));
+                        }
+                    }
+                }
+                "quantum" => {
+                    return err(format!(
+                        "invalid --icount quantum={v}: quantum needs smp=local"
+                    ));
+                }
                 _ => {
                     return err(format!(
-                        "invalid --icount option '{k}': unknown key (expected shift, sleep or align)"
+                        "invalid --icount option '{k}': unknown key (expected shift, sleep, align or smp)"
                     ));
                 }
             }
@@ -318,6 +353,7 @@ impl IcountConfig {
             shift,
             sleep,
             align,
+            smp,
         })
     }
 }
@@ -736,7 +772,8 @@ mod tests {
             IcountConfig {
                 shift: IcountShift::Fixed(3),
                 sleep: false,
-                align: false
+                align: false,
+                smp: IcountSmp::Rr,
             }
         );
         assert_eq!(
@@ -760,6 +797,20 @@ mod tests {
         assert!(IcountConfig::parse("shift=auto,align=on").is_err());
         assert!(IcountConfig::parse("sleep=off").is_err());
         assert!(IcountConfig::parse("shift=2,align=on").is_ok());
+        assert_eq!(
+            IcountConfig::parse("shift=3,smp=rr").unwrap().smp,
+            IcountSmp::Rr
+        );
+        for (bad, says) in [
+            ("shift=3,smp=global", "not built"),
+            ("shift=3,smp=local", "not built"),
+            ("shift=3,smp=fair", "expected rr, global or local"),
+            ("shift=3,quantum=1000", "needs smp=local"),
+            ("smp=rr", "'shift' is required"),
+        ] {
+            let e = IcountConfig::parse(bad).unwrap_err();
+            assert!(e.0.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

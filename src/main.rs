@@ -97,7 +97,8 @@ enum Cmd {
         /// iters (0), inner (1), delay (2). Repeatable.
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
-        /// Instruction counting: shift=N|auto[,sleep=on|off][,align=on|off].
+        /// Instruction counting: shift=N|auto[,sleep=on|off][,align=on|off][,smp=rr]
+        /// (smp: with several vCPUs, QEMU's round-robin; the only SMP mode built).
         #[arg(long, value_name = "OPTS")]
         icount: Option<String>,
         /// Under icount, who runs VIRTUAL timers at a deadline: the vCPU

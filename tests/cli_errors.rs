@@ -322,6 +322,14 @@ fn bad_icount_options() {
         &["shift=auto", "align=on"],
     );
     assert_bad_input(&["run", "--kernel", k, "--icount", "sleep=off"], &["shift"]);
+    assert_bad_input(
+        &["run", "--kernel", k, "--icount", "shift=3,smp=local"],
+        &["smp=local", "not built"],
+    );
+    assert_bad_input(
+        &["run", "--kernel", k, "--icount", "shift=3,quantum=1ms"],
+        &["quantum", "smp=local"],
+    );
 }
 
 #[test]
