@@ -45,7 +45,6 @@ use common::diff::{self, Family};
 use common::randtime::{GenOptions, Program};
 use common::{RunOut, env_u64, qemu};
 use libtest_mimic::Trial;
-use std::path::PathBuf;
 
 const DEFAULT_SEED: u64 = 0x7469_6d65_6c61_6231; // "timelab1"
 const DEFAULT_COUNT: usize = 150;
@@ -128,14 +127,9 @@ impl Family for Timed {
         p.kept.len()
     }
     fn elf(&self, p: &Program) -> Vec<u8> {
-        let elf = p.elf();
-        if let Some(d) = std::env::var_os("VCPULAB_ICOUNT_DIFF_DUMP") {
-            let d = PathBuf::from(d);
-            let _ = std::fs::create_dir_all(&d);
-            let _ = std::fs::write(d.join(format!("t-{:016x}.elf", p.seed)), &elf);
-            let _ = std::fs::write(d.join(format!("t-{:016x}.lst", p.seed)), p.listing());
-        }
-        elf
+        diff::dump_program("VCPULAB_ICOUNT_DIFF_DUMP", "t", p.seed, p.elf(), || {
+            p.listing()
+        })
     }
     fn listing(&self, p: &Program) -> String {
         p.listing()

@@ -40,7 +40,6 @@ use common::diff::{self, Family};
 use common::randsmp::{GenOptions, Program, harts_of};
 use common::{RunOut, env_u64, qemu};
 use libtest_mimic::Trial;
-use std::path::PathBuf;
 
 const DEFAULT_SEED: u64 = 0x736d_7074_696d_6531; // "smptime1"
 const DEFAULT_COUNT: usize = 400;
@@ -104,14 +103,9 @@ impl Family for Smp {
         p.kept.len()
     }
     fn elf(&self, p: &Program) -> Vec<u8> {
-        let elf = p.elf();
-        if let Some(d) = std::env::var_os(format!("{PREFIX}_DUMP")) {
-            let d = PathBuf::from(d);
-            let _ = std::fs::create_dir_all(&d);
-            let _ = std::fs::write(d.join(format!("s-{:016x}.elf", p.seed)), &elf);
-            let _ = std::fs::write(d.join(format!("s-{:016x}.lst", p.seed)), p.listing());
-        }
-        elf
+        diff::dump_program(&format!("{PREFIX}_DUMP"), "s", p.seed, p.elf(), || {
+            p.listing()
+        })
     }
     fn listing(&self, p: &Program) -> String {
         p.listing()

@@ -97,6 +97,25 @@ fn same(q: &RunOut, v: &RunOut) -> bool {
     v.stdout == q.stdout && v.code == q.code && !v.timed_out
 }
 
+/// With `var` set to a directory, write a program's ELF and listing there
+/// as `{tag}-{seed:016x}.elf` / `.lst` (the `…_DUMP` knob of the random
+/// tests); returns the ELF.
+pub fn dump_program(
+    var: &str,
+    tag: &str,
+    seed: u64,
+    elf: Vec<u8>,
+    listing: impl FnOnce() -> String,
+) -> Vec<u8> {
+    if let Some(d) = std::env::var_os(var) {
+        let d = std::path::PathBuf::from(d);
+        let _ = std::fs::create_dir_all(&d);
+        let _ = std::fs::write(d.join(format!("{tag}-{seed:016x}.elf")), &elf);
+        let _ = std::fs::write(d.join(format!("{tag}-{seed:016x}.lst")), listing());
+    }
+    elf
+}
+
 /// The first `n` differing lines of two outputs, side by side.
 pub fn diff_lines(q: &str, v: &str, n: usize) -> String {
     let ql: Vec<&str> = q.lines().collect();
