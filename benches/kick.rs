@@ -395,13 +395,10 @@ fn main() {
         "(count = kicks timed per run (the first unobserved kick each time); a case with count 0 has no such kicks: p50/p99 0)"
     );
 
-    let log_path = repo_root()
-        .join("results")
-        .join(format!("kick-{}.hlog", host.date));
-    std::fs::create_dir_all(log_path.parent().unwrap()).ok();
-    match std::fs::write(&log_path, &log_buf) {
-        Ok(()) => println!("wrote {}", log_path.display()),
-        Err(e) => eprintln!("could not write {}: {e}", log_path.display()),
+    let hlog = format!("kick-{}.hlog", host.date);
+    match write_result_file("kick", &host.date, "hlog", &log_buf) {
+        Ok(p) => println!("wrote {}", p.display()),
+        Err(e) => eprintln!("could not write results/{hlog}: {e}"),
     }
     let result = json!({
         "bench": "kick",
@@ -416,7 +413,7 @@ fn main() {
             "variants": lib_out,
         },
         "whole_machine": {"reps": reps, "cases": whole_out},
-        "hlog": log_path.file_name().unwrap().to_string_lossy(),
+        "hlog": hlog,
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
     match write_result("kick", &host.date, &result) {

@@ -202,13 +202,10 @@ fn main() {
         "poll rounds the timeout up to whole ms, so with a 100 µs period it is late by ~0.9 ms by design."
     );
 
-    let log_path = repo_root()
-        .join("results")
-        .join(format!("timers-{}.hlog", host.date));
-    std::fs::create_dir_all(log_path.parent().unwrap()).ok();
-    match std::fs::write(&log_path, &log_buf) {
-        Ok(()) => println!("wrote {}", log_path.display()),
-        Err(e) => eprintln!("could not write {}: {e}", log_path.display()),
+    let hlog = format!("timers-{}.hlog", host.date);
+    match write_result_file("timers", &host.date, "hlog", &log_buf) {
+        Ok(p) => println!("wrote {}", p.display()),
+        Err(e) => eprintln!("could not write results/{hlog}: {e}"),
     }
     let result = json!({
         "bench": "timers",
@@ -218,7 +215,7 @@ fn main() {
         "threads_outnumber_cores": threads > host.facts.cores as u64,
         "elapsed_s": t0.elapsed().as_secs_f64(),
         "goal": {"variant": "timerfd-100us", "p99_max_ns": 100_000, "met": p99 <= 100_000},
-        "hlog": log_path.file_name().unwrap().to_string_lossy(),
+        "hlog": hlog,
         "variants": out,
     });
     match write_result("timers", &host.date, &result) {

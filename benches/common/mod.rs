@@ -550,10 +550,20 @@ pub fn oversubscription(threads: u64, busy: u64, cores: usize) -> String {
 
 /// Write `value` to `results/NAME-DATE.json` and return the path.
 pub fn write_result(name: &str, date: &str, value: &Value) -> io::Result<PathBuf> {
+    write_result_file(
+        name,
+        date,
+        "json",
+        (serde_json::to_string_pretty(value)? + "\n").as_bytes(),
+    )
+}
+
+/// Write `data` to `results/NAME-DATE.EXT` and return the path.
+pub fn write_result_file(name: &str, date: &str, ext: &str, data: &[u8]) -> io::Result<PathBuf> {
     let dir = repo_root().join("results");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}-{date}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(value)? + "\n")?;
+    let path = dir.join(format!("{name}-{date}.{ext}"));
+    std::fs::write(&path, data)?;
     Ok(path)
 }
 
