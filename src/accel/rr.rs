@@ -127,6 +127,23 @@ fn kick_current(cpus: &[Arc<CpuShared>], sched: &Sched) {
     }
 }
 
+/// Under icount, run the VIRTUAL timers that are due now and count them on
+/// `v`. With `--icount-timers iothread` the iothread runs them, under the
+/// BQL: this thread gives it up first.
+fn timers_now<'a>(
+    m: &Machine,
+    handoff: &Handoff,
+    waiter: &Waiter,
+    lock: &mut ExecLock<'a>,
+    v: &mut Vcpu<'a>,
+) {
+    if m.config.icount_timers == IcountTimers::Iothread {
+        lock.release();
+    }
+    let stats = v.stats_mut();
+    stats.timers_run += run_due_timers(m, handoff, waiter, stats) as u64;
+}
+
 /// Instructions a vCPU has added to icount so far (the budget's unit).
 fn counted(v: &Vcpu<'_>) -> u64 {
     v.hart.retired + v.hart.icount_bonus
@@ -148,7 +165,6 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
     }
     let icount = m.config.icount.is_some();
     let split = m.config.accel.rr_turn == RrTurn::Split && n > 1;
-    let handoff_timers = icount && m.config.icount_timers == IcountTimers::Iothread;
     // Where the next round starts: the vCPU that ended the last round with
     // its exit request, or the first.
     let mut start = 0;
@@ -159,12 +175,7 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
         // One round. Under icount: the timers due now, then the timeslice.
         let mut slice = u64::MAX;
         if icount {
-            if handoff_timers {
-                // The iothread runs them, under the BQL.
-                lock.release();
-            }
-            let stats = vcpus[0].stats_mut();
-            stats.timers_run += run_due_timers(&m, &handoff, &waiter, stats) as u64;
+            timers_now(&m, &handoff, &waiter, &mut lock, &mut vcpus[0]);
             if split {
                 let limit = icount_limit(&m);
                 slice = match limit / n as u64 {
@@ -201,11 +212,7 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                 // exit: this one takes its pending interrupts and leaves).
                 // Both QEMUs do it: random SMP programs match 7.2 with it
                 // and 23 % of them do not without it.
-                if handoff_timers {
-                    lock.release();
-                }
-                let stats = v.stats_mut();
-                stats.timers_run += run_due_timers(&m, &handoff, &waiter, stats) as u64;
+                timers_now(&m, &handoff, &waiter, &mut lock, v);
             }
             let end = loop {
                 let limit = match (icount, n) {
