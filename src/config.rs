@@ -231,7 +231,7 @@ pub enum IcountShift {
     Auto,
 }
 
-/// `--icount shift=N|auto[,sleep=on|off][,align=on|off][,smp=rr]`.
+/// `--icount shift=N|auto[,sleep=on|off][,align=on|off][,smp=rr|global|local[,quantum=Q]]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct IcountConfig {
     /// The shift.
@@ -245,16 +245,56 @@ pub struct IcountConfig {
     pub smp: IcountSmp,
 }
 
-/// The SMP icount semantics (`--icount ...,smp=MODE`). One is built: `rr`,
-/// QEMU's, every vCPU on one round-robin thread adding to one counter (the
-/// default, and what `--accel tcg,thread=single` runs). The parallel modes
-/// (`global`, `local`) are refused with a message saying so.
+/// The SMP icount semantics (`--icount ...,smp=MODE[,quantum=Q]`): what
+/// guest time means with several vCPUs. `docs/time.md` has a section per
+/// mode with what it guarantees.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IcountSmp {
-    /// Round-robin, as QEMU.
+    /// QEMU's: one thread runs every vCPU round-robin, one counter
+    /// (`--accel tcg,thread=single`, the default).
     #[default]
     Rr,
+    /// What QEMU would get by allowing MTTCG with icount: one thread per
+    /// vCPU, all adding to one atomic counter (`thread=multi`).
+    Global,
+    /// Per-vCPU instruction clocks, one thread per vCPU (`thread=multi`).
+    /// With a quantum (virtual ns), no vCPU runs more than a quantum ahead
+    /// of the others (a barrier at each quantum's end) and device accesses
+    /// take effect in virtual-time order; without, the clocks run free.
+    Local {
+        /// The quantum in virtual ns; `None`: free-running clocks.
+        quantum_ns: Option<u64>,
+    },
+}
+
+impl IcountSmp {
+    /// The mode's name as `smp=` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IcountSmp::Rr => "rr",
+            IcountSmp::Global => "global",
+            IcountSmp::Local { .. } => "local",
+        }
+    }
+
+    /// Whether the mode runs one thread per vCPU.
+    pub fn parallel(self) -> bool {
+        self != IcountSmp::Rr
+    }
+}
+
+/// Parse a virtual duration: a whole number of ns, or with a suffix `ns`,
+/// `us`, `ms` or `s` (`quantum=100us`).
+pub fn parse_virtual_ns(v: &str) -> Option<u64> {
+    let (num, mul) = [("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)]
+        .iter()
+        .find_map(|&(suf, mul)| v.strip_suffix(suf).map(|n| (n, mul)))
+        .unwrap_or((v, 1));
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(mul)
 }
 
 /// QEMU's `MAX_ICOUNT_SHIFT`.
@@ -279,13 +319,14 @@ impl IcountConfig {
         let mut sleep = true;
         let mut align = false;
         let mut smp = IcountSmp::Rr;
+        let mut quantum = None;
         for (n, part) in s.split(',').enumerate() {
             let (k, v) = match part.split_once('=') {
                 Some((k, v)) => (k, v),
                 None if n == 0 => ("shift", part),
                 None => {
                     return err(format!(
-                        "invalid --icount option '{part}': expected KEY=VALUE (keys: shift, sleep, align, smp)"
+                        "invalid --icount option '{part}': expected KEY=VALUE (keys: shift, sleep, align, smp, quantum)"
                     ));
                 }
             };
@@ -314,11 +355,8 @@ impl IcountConfig {
                 "smp" => {
                     smp = match v {
                         "rr" => IcountSmp::Rr,
-                        "global" | "local" => {
-                            return err(format!(
-                                "invalid --icount smp={v}: not built in this version (only smp=rr, QEMU's round-robin)"
-                            ));
-                        }
+                        "global" => IcountSmp::Global,
+                        "local" => IcountSmp::Local { quantum_ns: None },
                         _ => {
                             return err(format!(
                                 "invalid --icount smp='{v}': expected rr, global or local"
@@ -327,13 +365,23 @@ impl IcountConfig {
                     }
                 }
                 "quantum" => {
-                    return err(format!(
-                        "invalid --icount quantum={v}: quantum needs smp=local"
-                    ));
+                    quantum = Some(match parse_virtual_ns(v) {
+                        Some(0) => {
+                            return err(format!(
+                                "invalid --icount quantum={v}: the quantum must be more than 0"
+                            ));
+                        }
+                        Some(q) if q <= i64::MAX as u64 / 4 => q,
+                        _ => {
+                            return err(format!(
+                                "invalid --icount quantum='{v}': expected a positive virtual time: N (ns) or N with ns, us, ms or s"
+                            ));
+                        }
+                    })
                 }
                 _ => {
                     return err(format!(
-                        "invalid --icount option '{k}': unknown key (expected shift, sleep, align or smp)"
+                        "invalid --icount option '{k}': unknown key (expected shift, sleep, align, smp or quantum)"
                     ));
                 }
             }
@@ -348,6 +396,22 @@ impl IcountConfig {
         }
         if align && shift == IcountShift::Auto {
             return err("invalid --icount: shift=auto and align=on are incompatible");
+        }
+        if let Some(q) = quantum {
+            match &mut smp {
+                IcountSmp::Local { quantum_ns } => *quantum_ns = Some(q),
+                other => {
+                    return err(format!(
+                        "invalid --icount quantum={q}: quantum needs smp=local (smp={} has none)",
+                        other.name()
+                    ));
+                }
+            }
+        }
+        if matches!(smp, IcountSmp::Local { .. }) && shift == IcountShift::Auto {
+            return err(
+                "invalid --icount: shift=auto and smp=local are incompatible (the adaptive shift follows one clock; smp=local keeps one per vCPU)",
+            );
         }
         Ok(IcountConfig {
             shift,
@@ -406,11 +470,12 @@ pub struct AccelConfig {
 
 impl AccelConfig {
     /// Parse an `--accel` value (`None`: not given) and resolve the
-    /// defaults against icount and `--compat`. `thread=multi` with icount is
-    /// refused, as QEMU refuses it.
+    /// defaults against icount (`icount`: its SMP mode, `None` without
+    /// icount) and `--compat`. `thread=multi` with `smp=rr` icount is refused,
+    /// as QEMU refuses MTTCG with icount; `smp=global|local` need it.
     pub fn parse(
         s: Option<&str>,
-        icount: bool,
+        icount: Option<IcountSmp>,
         compat: Compat,
     ) -> Result<AccelConfig, ConfigError> {
         let mut thread = None;
@@ -466,16 +531,28 @@ impl AccelConfig {
                 }
             }
         }
-        let thread = thread.unwrap_or(if icount {
+        // QEMU's default: multi without icount, single with it. The
+        // parallel icount modes are asked for by name, and say which thread
+        // mode they need rather than picking it silently.
+        let thread = thread.unwrap_or(if icount.is_some() {
             ThreadMode::Single
         } else {
             ThreadMode::Multi
         });
-        if thread == ThreadMode::Multi && icount {
-            return err(format!(
-                "invalid --accel '{}': no MTTCG when icount is enabled (QEMU refuses it too; use thread=single)",
-                s.unwrap_or("tcg,thread=multi")
-            ));
+        match (icount, thread) {
+            (Some(IcountSmp::Rr), ThreadMode::Multi) => {
+                return err(format!(
+                    "invalid --accel '{}': no MTTCG when icount is enabled (QEMU refuses it too; use thread=single, or --icount ...,smp=global|local for the parallel modes)",
+                    s.unwrap_or("tcg,thread=multi")
+                ));
+            }
+            (Some(m), ThreadMode::Single) if m.parallel() => {
+                return err(format!(
+                    "invalid --icount smp={}: needs one thread per vCPU (--accel tcg,thread=multi)",
+                    m.name()
+                ));
+            }
+            _ => {}
         }
         Ok(AccelConfig {
             thread,
@@ -700,6 +777,22 @@ impl MachineConfig {
                 self.smp
             ));
         }
+        if let Some(IcountConfig {
+            smp: IcountSmp::Local { quantum_ns },
+            ..
+        }) = self.icount
+        {
+            if self.bql.policy == crate::sync::bql::BqlPolicy::Always {
+                return err(
+                    "invalid --bql always with --icount smp=local: the vCPUs run in parallel between their own clocks' barriers, and a vCPU that holds the BQL while it runs would keep the others from them (use mmio or device)",
+                );
+            }
+            if quantum_ns.is_some() && self.icount_timers == IcountTimers::Iothread {
+                return err(
+                    "invalid --icount-timers iothread with --icount smp=local,quantum=Q: the VIRTUAL timers run at the quantum barrier, where every vCPU is stopped (use vcpu)",
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -801,12 +894,49 @@ mod tests {
             IcountConfig::parse("shift=3,smp=rr").unwrap().smp,
             IcountSmp::Rr
         );
+        assert_eq!(
+            IcountConfig::parse("shift=3,smp=global").unwrap().smp,
+            IcountSmp::Global
+        );
+        assert_eq!(
+            IcountConfig::parse("shift=3,smp=local").unwrap().smp,
+            IcountSmp::Local { quantum_ns: None }
+        );
+        for (spelled, ns) in [
+            ("1000", 1000),
+            ("250ns", 250),
+            ("100us", 100_000),
+            ("2ms", 2_000_000),
+            ("1s", 1_000_000_000),
+        ] {
+            // The quantum may come before or after smp=local.
+            for arg in [
+                format!("shift=0,smp=local,quantum={spelled}"),
+                format!("shift=0,quantum={spelled},smp=local"),
+            ] {
+                assert_eq!(
+                    IcountConfig::parse(&arg).unwrap().smp,
+                    IcountSmp::Local {
+                        quantum_ns: Some(ns)
+                    },
+                    "{arg}"
+                );
+            }
+        }
         for (bad, says) in [
-            ("shift=3,smp=global", "not built"),
-            ("shift=3,smp=local", "not built"),
             ("shift=3,smp=fair", "expected rr, global or local"),
             ("shift=3,quantum=1000", "needs smp=local"),
+            ("shift=3,smp=global,quantum=1000", "needs smp=local"),
+            ("shift=3,smp=rr,quantum=1us", "needs smp=local"),
+            ("shift=3,smp=local,quantum=0", "more than 0"),
+            ("shift=3,smp=local,quantum=0ms", "more than 0"),
+            ("shift=3,smp=local,quantum=-5", "expected a positive virtual time"),
+            ("shift=3,smp=local,quantum=1.5ms", "expected a positive virtual time"),
+            ("shift=3,smp=local,quantum=ms", "expected a positive virtual time"),
+            ("shift=3,smp=local,quantum=5h", "expected a positive virtual time"),
+            ("shift=auto,smp=local", "shift=auto and smp=local"),
             ("smp=rr", "'shift' is required"),
+            ("smp=local,quantum=1ms", "'shift' is required"),
         ] {
             let e = IcountConfig::parse(bad).unwrap_err();
             assert!(e.0.contains(says), "{bad}: {e}");
@@ -817,19 +947,29 @@ mod tests {
     fn accel_options() {
         let c72 = Compat::Qemu7_2;
         let c10 = Compat::Qemu10_0;
-        let a = AccelConfig::parse(None, false, c10).unwrap();
+        const RR: Option<IcountSmp> = Some(IcountSmp::Rr);
+        let local = Some(IcountSmp::Local { quantum_ns: None });
+        for m in [Some(IcountSmp::Global), local] {
+            let a = AccelConfig::parse(Some("tcg,thread=multi"), m, c10).unwrap();
+            assert_eq!(a.thread, ThreadMode::Multi);
+            for spelled in [None, Some("tcg"), Some("tcg,thread=single")] {
+                let e = AccelConfig::parse(spelled, m, c10).unwrap_err();
+                assert!(e.0.contains("needs one thread per vCPU"), "{e}");
+            }
+        }
+        let a = AccelConfig::parse(None, None, c10).unwrap();
         assert_eq!((a.thread, a.rr_turn), (ThreadMode::Multi, RrTurn::Split));
-        let a = AccelConfig::parse(None, true, c72).unwrap();
+        let a = AccelConfig::parse(None, RR, c72).unwrap();
         assert_eq!((a.thread, a.rr_turn), (ThreadMode::Single, RrTurn::Whole));
-        let a = AccelConfig::parse(Some("tcg,thread=single"), false, c10).unwrap();
+        let a = AccelConfig::parse(Some("tcg,thread=single"), None, c10).unwrap();
         assert_eq!(a.thread, ThreadMode::Single);
-        let a = AccelConfig::parse(Some("tcg,rr-turn=whole"), true, c10).unwrap();
+        let a = AccelConfig::parse(Some("tcg,rr-turn=whole"), RR, c10).unwrap();
         assert_eq!((a.thread, a.rr_turn), (ThreadMode::Single, RrTurn::Whole));
         assert_eq!(
-            AccelConfig::parse(Some("tcg"), true, c10).unwrap().thread,
+            AccelConfig::parse(Some("tcg"), RR, c10).unwrap().thread,
             ThreadMode::Single
         );
-        let e = AccelConfig::parse(Some("tcg,thread=multi"), true, c10).unwrap_err();
+        let e = AccelConfig::parse(Some("tcg,thread=multi"), RR, c10).unwrap_err();
         assert!(e.0.contains("no MTTCG when icount"), "{e}");
         for bad in [
             "kvm",
@@ -840,7 +980,7 @@ mod tests {
             "tcg,rr-turn=half",
             "",
         ] {
-            let e = AccelConfig::parse(Some(bad), false, c10).unwrap_err();
+            let e = AccelConfig::parse(Some(bad), None, c10).unwrap_err();
             assert!(e.0.contains(&format!("'{bad}'")), "{bad}: {e}");
         }
     }

@@ -97,8 +97,12 @@ enum Cmd {
         /// iters (0), inner (1), delay (2). Repeatable.
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
-        /// Instruction counting: shift=N|auto[,sleep=on|off][,align=on|off][,smp=rr]
-        /// (smp: with several vCPUs, QEMU's round-robin; the only SMP mode built).
+        /// Instruction counting: shift=N|auto[,sleep=on|off][,align=on|off][,smp=MODE[,quantum=Q]].
+        /// smp: what guest time means with several vCPUs: rr (QEMU's
+        /// round-robin, the default), global (one counter, one thread per
+        /// vCPU), local (a clock per vCPU; quantum=Q in virtual ns, or with
+        /// us/ms: none more than Q ahead). global and local need
+        /// --accel tcg,thread=multi. See docs/time.md.
         #[arg(long, value_name = "OPTS")]
         icount: Option<String>,
         /// Under icount, who runs VIRTUAL timers at a deadline: the vCPU
@@ -140,8 +144,8 @@ enum Cmd {
         kick: String,
         /// The accelerator, QEMU's spelling: `tcg[,thread=single|multi][,rr-turn=split|whole]`.
         /// thread=multi: one host thread per vCPU (the default without
-        /// icount); thread=single: one thread runs them all round-robin (the
-        /// default, and the only mode, with icount). rr-turn: a turn's icount
+        /// icount, and with --icount ...,smp=global|local); thread=single: one
+        /// thread runs them all round-robin (the default with icount). rr-turn: a turn's icount
         /// budget, QEMU 10.0's share of the limit (split) or 7.2's whole limit;
         /// the default follows --compat. See docs/architecture.md.
         #[arg(long, value_name = "OPTS")]
@@ -216,7 +220,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
-            let accel = match AccelConfig::parse(accel.as_deref(), icount.is_some(), compat) {
+            let accel = match AccelConfig::parse(accel.as_deref(), icount.map(|c| c.smp), compat) {
                 Ok(a) => a,
                 Err(e) => return fail(e),
             };

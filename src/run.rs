@@ -12,10 +12,11 @@ use crossbeam_channel::Receiver;
 use serde::Serialize;
 
 use crate::accel::Sched;
+use crate::accel::icount_smp::{Quantum, icount_vcpu_thread_fn};
 use crate::accel::mttcg::vcpu_thread_fn;
 use crate::accel::rr::rr_thread_fn;
 use crate::accel::vcpu::VcpuStats;
-use crate::config::{IcountShift, MachineConfig, ThreadMode};
+use crate::config::{IcountShift, IcountSmp, MachineConfig, ThreadMode};
 use crate::host::{HostFacts, TermSignal, peak_rss_bytes, rfc3339_utc};
 use crate::hw::devices::uart::Sink;
 use crate::hw::loader::LoadError;
@@ -190,6 +191,14 @@ pub fn run(
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<VcpuStats>();
     let mut joins = Vec::new();
     let sched = Arc::new(Sched::new());
+    let smp_mode = m.config.icount.map(|c| c.smp);
+    let parallel_icount = smp_mode.is_some_and(|s| s.parallel());
+    let quantum = match smp_mode {
+        Some(IcountSmp::Local {
+            quantum_ns: Some(q),
+        }) => Some(Quantum::new(&m, q)),
+        _ => None,
+    };
     if failure.is_none() {
         let single = m.config.accel.thread == ThreadMode::Single;
         for (i, waiter) in waiters.into_iter().enumerate() {
@@ -202,6 +211,7 @@ pub fn run(
             } else {
                 (format!("vcpu-{i}"), format!("vCPU thread {i}"))
             };
+            let q2 = quantum.clone();
             let j = std::thread::Builder::new().name(name).spawn(move || {
                 // A vCPU that ends makes the whole machine end (shutdown was
                 // requested, or the thread panicked: then it is a host bug).
@@ -209,6 +219,8 @@ pub fn run(
                     for s in rr_thread_fn(m2, sched2, waiter) {
                         let _ = tx.send(s);
                     }
+                } else if parallel_icount {
+                    let _ = tx.send(icount_vcpu_thread_fn(m2, sched2, i, waiter, q2));
                 } else {
                     let _ = tx.send(vcpu_thread_fn(m2, sched2, i, waiter));
                 }

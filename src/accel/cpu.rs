@@ -58,6 +58,24 @@ fn on_rr_thread() -> bool {
     RR_THREAD.with(|c| c.get())
 }
 
+thread_local! {
+    /// The vCPU the calling thread runs under `thread=multi` (usize::MAX
+    /// on every other thread).
+    static VCPU_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Mark the calling thread as the one that runs vCPU `hart` alone
+/// (`thread=multi`): under `smp=local,quantum=Q` the lines it drives for
+/// its own hart change at once, those of others at the next barrier
+/// ([`CpuShared::set_irq`]).
+pub fn mark_vcpu_thread(hart: usize) {
+    VCPU_THREAD.with(|c| c.set(hart));
+}
+
+fn on_vcpu_thread(hart: usize) -> bool {
+    VCPU_THREAD.with(|c| c.get()) == hart
+}
+
 /// Machine software interrupt pending bit of `mip`.
 pub const MIP_MSIP: u64 = 1 << 3;
 /// Machine timer interrupt pending bit of `mip`.
@@ -85,7 +103,18 @@ impl ExitFlags {
 pub struct CpuShared {
     /// Hart id (`mhartid`), also the index in the machine's vCPU list.
     pub index: usize,
+    /// The interrupt-pending bits the hart sees.
     mip: AtomicU64,
+    /// Under `smp=local,quantum=Q` ([`CpuShared::group`]'s `defer`): the
+    /// levels the devices drive, which the hart sees (in `mip`) at the next
+    /// quantum barrier when another thread drove them; unused otherwise.
+    lines: AtomicU64,
+    defer: bool,
+    /// The vCPU's own virtual clock in ns (`smp=local`), published by its
+    /// thread at its exits for the others, the monitor and the report;
+    /// `i64::MAX` while it is halted. On a line of its own: its thread
+    /// writes it at every exit.
+    pub vclock: CachePadded<crate::sync::AtomicI64>,
     exits: Arc<ExitFlags>,
     /// `thread=single`: a kick asks every vCPU to exit, as QEMU's
     /// `rr_kick_vcpu_thread` does (`cpu_exit` on each), since the one thread
@@ -106,26 +135,37 @@ impl CpuShared {
     /// New state for a lone hart `index`, woken through `kicker` (the kicking
     /// end of the vCPU thread's [`crate::sync::kick::Waiter`]).
     pub fn new(index: usize, kicker: Kicker) -> CpuShared {
-        CpuShared::in_group(index, kicker, ExitFlags::new(index + 1), false)
+        CpuShared::in_group(index, kicker, ExitFlags::new(index + 1), false, false)
     }
 
     /// The vCPUs of a run, hart `i` woken through `kickers[i]`: one thread
     /// each (`kick_all` false), or one thread for all (`kick_all` true; the
     /// kickers are then clones of one waiter's, and a kick to any vCPU asks
-    /// each to exit).
-    pub fn group(kickers: Vec<Kicker>, kick_all: bool) -> Vec<Arc<CpuShared>> {
+    /// each to exit). With `defer` (`smp=local,quantum=Q`), a line that a
+    /// thread other than the hart's own drives changes what the hart sees
+    /// only at [`CpuShared::apply_lines`].
+    pub fn group(kickers: Vec<Kicker>, kick_all: bool, defer: bool) -> Vec<Arc<CpuShared>> {
         let exits = ExitFlags::new(kickers.len());
         kickers
             .into_iter()
             .enumerate()
-            .map(|(i, k)| Arc::new(CpuShared::in_group(i, k, exits.clone(), kick_all)))
+            .map(|(i, k)| Arc::new(CpuShared::in_group(i, k, exits.clone(), kick_all, defer)))
             .collect()
     }
 
-    fn in_group(index: usize, kicker: Kicker, exits: Arc<ExitFlags>, kick_all: bool) -> CpuShared {
+    fn in_group(
+        index: usize,
+        kicker: Kicker,
+        exits: Arc<ExitFlags>,
+        kick_all: bool,
+        defer: bool,
+    ) -> CpuShared {
         CpuShared {
             index,
             mip: AtomicU64::new(0),
+            lines: AtomicU64::new(0),
+            defer,
+            vclock: CachePadded::new(crate::sync::AtomicI64::new(0)),
             exits,
             kick_all,
             kicker,
@@ -145,7 +185,29 @@ impl CpuShared {
 
     /// Raise or lower interrupt line `bit` (one of the `MIP_*` constants) and
     /// kick the vCPU when the bits changed.
+    ///
+    /// With deferred lines (`smp=local,quantum=Q`), only the hart's own
+    /// thread changes `mip` at once (the access that drove the line is the
+    /// hart's own, at its exact instruction); any other thread changes the
+    /// level alone, and the hart sees it at the next barrier
+    /// ([`CpuShared::apply_lines`]): a vCPU running ahead in its quantum
+    /// must not see an interrupt at an instruction that depends on how far
+    /// the host let it run. The halted vCPU is woken, to look again.
     pub fn set_irq(&self, bit: u64, level: bool) {
+        if self.defer {
+            // Release/AcqRel: as `mip` below; the barrier acquires it.
+            let old = if level {
+                self.lines.fetch_or(bit, Ordering::AcqRel)
+            } else {
+                self.lines.fetch_and(!bit, Ordering::AcqRel)
+            };
+            if !on_vcpu_thread(self.index) {
+                if (old & bit != 0) != level {
+                    self.wake();
+                }
+                return;
+            }
+        }
         // Release: publishes device state to the vCPU that acquires `mip`.
         let old = if level {
             self.mip.fetch_or(bit, Ordering::AcqRel)
@@ -155,6 +217,31 @@ impl CpuShared {
         if (old & bit != 0) != level {
             self.interrupt();
         }
+    }
+
+    /// The levels the devices drive: what a device register that mirrors a
+    /// line reads (the CLINT's `msip`). The same as [`CpuShared::mip`]
+    /// unless lines are deferred.
+    pub fn lines(&self) -> u64 {
+        if self.defer {
+            // Acquire: pairs with the AcqRel updates in `set_irq`.
+            self.lines.load(Ordering::Acquire)
+        } else {
+            self.mip()
+        }
+    }
+
+    /// Make the hart see the levels the devices drive (`smp=local,quantum`,
+    /// at a barrier, while no vCPU runs). Returns the bits the hart now sees.
+    pub fn apply_lines(&self) -> u64 {
+        if !self.defer {
+            return self.mip();
+        }
+        // Acquire/Release: the device state behind the levels reaches the
+        // hart, as through `set_irq`.
+        let l = self.lines.load(Ordering::Acquire);
+        self.mip.store(l, Ordering::Release);
+        l
     }
 
     /// Tell the vCPU its interrupt lines changed (QEMU's
@@ -456,7 +543,7 @@ mod loom_tests {
     fn loom_rr_kick_wakes_the_one_thread() {
         loom::model(|| {
             let waiter = Waiter::new(KickKind::Futex).unwrap();
-            let cpus = CpuShared::group(vec![waiter.kicker(), waiter.kicker()], true);
+            let cpus = CpuShared::group(vec![waiter.kicker(), waiter.kicker()], true, false);
             let dev = {
                 let cpu = cpus[1].clone();
                 thread::spawn(move || cpu.set_irq(MIP_MSIP, true))

@@ -15,6 +15,8 @@
 
 pub mod cpu;
 #[cfg(not(loom))]
+pub mod icount_smp;
+#[cfg(not(loom))]
 pub mod mttcg;
 #[cfg(not(loom))]
 pub mod rr;

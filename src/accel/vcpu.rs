@@ -89,6 +89,28 @@ pub struct VcpuStats {
     /// (`--icount-timers iothread`): from the request to the vCPU resuming.
     #[serde(skip)]
     pub handoff_ns: Option<Histogram<u64>>,
+    /// `smp=global|local`: the vCPU's virtual time when the run ended, ns
+    /// (its own clock under `local`, the machine's otherwise).
+    #[serde(skip)]
+    pub vtime_ns: i64,
+    /// `smp=global|local`: how late in virtual ns each VIRTUAL timer this
+    /// thread ran was (VIRTUAL when it ran, less its deadline).
+    #[serde(skip)]
+    pub lateness_vns: Option<Histogram<u64>>,
+    /// `smp=local,quantum`: real ns this vCPU waited at quantum barriers.
+    #[serde(skip)]
+    pub barrier_wait_ns: Option<Histogram<u64>>,
+    /// `smp=local,quantum`: real ns this vCPU waited for its turn to access
+    /// a device.
+    #[serde(skip)]
+    pub access_wait_ns: Option<Histogram<u64>>,
+}
+
+/// Record `v` in the histogram `h`, created on first use.
+pub fn record(h: &mut Option<Histogram<u64>>, v: u64) {
+    let _ = h
+        .get_or_insert_with(|| Histogram::new(3).expect("valid sigfig"))
+        .record(v);
 }
 
 /// Sleep when the guest is more than this far ahead of real time (QEMU's
@@ -382,9 +404,13 @@ impl<'a> Vcpu<'a> {
         }
     }
 
-    /// Publish the retired count (icount clock and `instret`).
+    /// Publish the retired count (icount clock and `instret`). A halted
+    /// vCPU with a clock of its own keeps it unpublished (`i64::MAX`): the
+    /// machine's clock follows the running ones.
     pub fn publish(&mut self) {
-        self.hart.sync_icount(0);
+        if !(self.halted && self.hart.local.is_some()) {
+            self.hart.sync_icount(0);
+        }
         self.shared
             .instret
             .store(self.hart.retired, Ordering::Relaxed);
@@ -397,6 +423,19 @@ impl<'a> Vcpu<'a> {
     /// instructions (the icount budget, or `u64::MAX`) under the lock the
     /// BQL policy wants held, and publish the retired count.
     pub fn step(&mut self, limit: u64, lock: &mut ExecLock<'a>) -> Step {
+        self.step_capped(limit, lock, &|| u64::MAX)
+    }
+
+    /// [`Vcpu::step`], executing no more than `cap()` instructions either,
+    /// `cap` asked after the exit request is consumed (so that it sees what
+    /// a kicker published before its request: `smp=local,quantum`'s waiting
+    /// accesses).
+    pub fn step_capped(
+        &mut self,
+        limit: u64,
+        lock: &mut ExecLock<'a>,
+        cap: &dyn Fn() -> u64,
+    ) -> Step {
         lock.release_if_wanted();
         if self.m.run.shutdown_requested() {
             return Step::Finished;
@@ -423,6 +462,7 @@ impl<'a> Vcpu<'a> {
                 return Step::Idle;
             }
             self.halted = false;
+            self.hart.local_wake();
             // AcqRel: the count is read by an idle thread deciding whether
             // VIRTUAL may jump (every vCPU idle).
             self.sched.halted.fetch_sub(1, Ordering::AcqRel);
@@ -436,7 +476,9 @@ impl<'a> Vcpu<'a> {
             return Step::Yielded;
         }
         let before = self.hart.retired;
-        let exit = self.hart.execute(limit.min(lock.execution_cap()));
+        let exit = self
+            .hart
+            .execute(limit.min(lock.execution_cap()).min(cap()).max(1));
         lock.spent(self.hart.retired - before);
         self.publish();
         if self.m.config.icount.is_some_and(|c| c.align) {
@@ -445,6 +487,10 @@ impl<'a> Vcpu<'a> {
         if exit == Exit::Halt {
             self.stats.halts += 1;
             self.halted = true;
+            if self.hart.local.is_some() {
+                // Relaxed: as the other stores of the clock (see `Hart`).
+                self.shared.vclock.store(i64::MAX, Ordering::Relaxed);
+            }
             self.sched.halted.fetch_add(1, Ordering::AcqRel);
             lock.release();
         }
@@ -466,6 +512,9 @@ impl<'a> Vcpu<'a> {
         stats.halted = self.halted;
         stats.mie = h.st.mie;
         stats.trace_hash = h.trace;
+        stats.vtime_ns = h
+            .local_now(0)
+            .unwrap_or_else(|| self.m.clocks.get_ns(ClockType::Virtual));
         stats
     }
 }
@@ -562,6 +611,13 @@ pub fn idle_wait(m: &Machine, sched: &Sched, waiter: &Waiter) {
     // sleep=on: idle time follows real time (QEMU's warp timer on
     // VIRTUAL_RT); a kick ends the sleep early and only the time spent
     // idle is added.
+    // With a thread per vCPU, one idle thread sleeps to the deadline and
+    // moves VIRTUAL; the others wait for a kick (the deadline's timer, run
+    // by the sleeper, wakes whom it concerns).
+    let Some(_w) = sched.warp.try_lock() else {
+        waiter.park();
+        return;
+    };
     let start = m.clocks.get_ns(ClockType::VirtualRt);
     waiter.park_timeout(Duration::from_nanos(d as u64));
     let mut warp = m.clocks.get_ns(ClockType::VirtualRt) - start;

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use crate::accel::cpu::CpuShared;
-use crate::config::{Compat, IcountShift, MachineConfig, ThreadMode};
+use crate::config::{Compat, IcountShift, IcountSmp, MachineConfig, ThreadMode};
 use crate::hw::devices::BusError;
 use crate::hw::devices::clint::{CLINT_BASE, CLINT_SIZE, Clint};
 use crate::hw::devices::finisher::{FINISHER_BASE, FINISHER_SIZE, Finisher};
@@ -75,6 +75,8 @@ pub struct Machine {
     pub clocks: Arc<Clocks>,
     /// The icount clock, under `--icount`.
     pub icount: Option<Arc<IcountClock>>,
+    /// The time values the guest read (icount: the inversions figure).
+    pub time_reads: crate::time::icount::TimeReads,
     /// Timer lists.
     pub timers: Arc<TimerListGroup>,
     /// The CLINT (for `rdtime`).
@@ -123,7 +125,14 @@ impl Machine {
         let kickers = (0..config.smp)
             .map(|i| parkers[if single { 0 } else { i }].kicker())
             .collect();
-        let cpus = CpuShared::group(kickers, single);
+        let smp_mode = config.icount.map(|c| c.smp);
+        let quantum = matches!(
+            smp_mode,
+            Some(IcountSmp::Local {
+                quantum_ns: Some(_)
+            })
+        );
+        let cpus = CpuShared::group(kickers, single, quantum);
         let run = Arc::new(RunState::new());
         let icount = config.icount.map(|c| {
             let shift = match c.shift {
@@ -133,6 +142,9 @@ impl Machine {
             Arc::new(IcountClock::new(shift))
         });
         let clocks = Arc::new(match &icount {
+            Some(ic) if matches!(smp_mode, Some(IcountSmp::Local { .. })) => {
+                Clocks::with_local_icount(ic.clone())
+            }
             Some(ic) => Clocks::with_icount(ic.clone()),
             None => Clocks::new(),
         });
@@ -181,6 +193,7 @@ impl Machine {
             run,
             clocks,
             icount,
+            time_reads: Default::default(),
             timers,
             clint,
             plic,

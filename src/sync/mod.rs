@@ -30,7 +30,7 @@ pub mod kick;
 #[cfg(not(loom))]
 pub use std::sync::Arc;
 #[cfg(not(loom))]
-pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
 pub use crossbeam_utils::sync::{Parker, Unparker};
@@ -38,7 +38,7 @@ pub use crossbeam_utils::sync::{Parker, Unparker};
 #[cfg(loom)]
 pub use loom::sync::Arc;
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub use self::loom_parker::{Parker, Unparker};

@@ -334,6 +334,25 @@ pub struct Clocks {
     ticks_prev: AtomicI64,
     /// Under icount, the source of VIRTUAL.
     icount: Option<Arc<IcountClock>>,
+    /// `smp=local`: a vCPU thread reading VIRTUAL inside [`with_local_now`]
+    /// reads its own clock.
+    local: bool,
+}
+
+thread_local! {
+    /// The calling vCPU thread's own clock while it accesses a device or
+    /// reads the time (`smp=local`); `i64::MIN` otherwise.
+    static LOCAL_NOW: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MIN) };
+}
+
+/// Run `f` with VIRTUAL read on this thread as `now` (under `smp=local`,
+/// where each vCPU has a clock of its own: a device sees the clock of the
+/// hart that accesses it). Restores the previous value after.
+pub fn with_local_now<R>(now: i64, f: impl FnOnce() -> R) -> R {
+    let prev = LOCAL_NOW.with(|c| c.replace(now));
+    let r = f();
+    LOCAL_NOW.with(|c| c.set(prev));
+    r
 }
 
 impl Default for Clocks {
@@ -353,6 +372,7 @@ impl Clocks {
             seq: SeqLock::default(),
             ticks_prev: AtomicI64::new(0),
             icount,
+            local: false,
         }
     }
 
@@ -376,6 +396,22 @@ impl Clocks {
         Clocks::build(Some(icount), true)
     }
 
+    /// Clocks for `smp=local`: VIRTUAL, read by anyone, is the clock the
+    /// timer lists follow (`icount`'s, which the vCPUs move to the minimum
+    /// over their own clocks, and which counts no instructions itself);
+    /// read by a vCPU thread inside [`with_local_now`], it is that vCPU's
+    /// own clock.
+    pub fn with_local_icount(icount: Arc<IcountClock>) -> Self {
+        let mut c = Clocks::build(Some(icount), true);
+        c.local = true;
+        c
+    }
+
+    /// Whether each vCPU has a clock of its own (`smp=local`).
+    pub fn local(&self) -> bool {
+        self.local
+    }
+
     /// The icount clock, if VIRTUAL is icount-driven.
     pub fn icount(&self) -> Option<&Arc<IcountClock>> {
         self.icount.as_ref()
@@ -387,6 +423,9 @@ impl Clocks {
             ClockType::Realtime => monotonic_ns(),
             ClockType::Host => host_ns(),
             ClockType::Virtual => match &self.icount {
+                Some(_) if self.local && LOCAL_NOW.with(|c| c.get()) != i64::MIN => {
+                    LOCAL_NOW.with(|c| c.get())
+                }
                 Some(ic) => ic.get_ns(),
                 None => self.cpu_get_clock(),
             },

@@ -19,12 +19,53 @@
 //!   Every change is logged with its wall time for the run report.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use crate::time::clock::{ClockType, Clocks, IcountClock, MAX_ICOUNT_SHIFT};
 use crate::time::timer::{Timer, TimerListGroup};
+
+/// The time values (mtime ticks) the guest read, for the cross-vCPU
+/// inversions figure: a read that returns less than a value some hart read
+/// earlier (in host order) is an inversion, by that difference. One hart's
+/// own reads never go back, so each inversion is between two harts. Under
+/// `rr` and `global` there are none; with clocks of their own there are.
+#[derive(Debug, Default)]
+pub struct TimeReads {
+    inner: crossbeam_utils::CachePadded<TimeReadsInner>,
+}
+
+#[derive(Debug, Default)]
+struct TimeReadsInner {
+    last: AtomicU64,
+    count: AtomicU64,
+    max: AtomicU64,
+}
+
+impl TimeReads {
+    /// Count a read of `ticks`.
+    #[inline]
+    pub fn record(&self, ticks: u64) {
+        let r = &*self.inner;
+        // Relaxed: a measurement; the largest value read so far is kept by
+        // `fetch_max`, whatever the interleaving.
+        let prev = r.last.load(Ordering::Relaxed);
+        if ticks > prev {
+            r.last.fetch_max(ticks, Ordering::Relaxed);
+        } else if ticks < prev {
+            r.count.fetch_add(1, Ordering::Relaxed);
+            r.max.fetch_max(prev - ticks, Ordering::Relaxed);
+        }
+    }
+
+    /// (inversions, the largest in ticks).
+    pub fn inversions(&self) -> (u64, u64) {
+        let r = &*self.inner;
+        (r.count.load(Ordering::Relaxed), r.max.load(Ordering::Relaxed))
+    }
+}
 
 /// QEMU's `ICOUNT_WOBBLE`: 100 ms.
 pub const ICOUNT_WOBBLE_NS: i64 = 100_000_000;

@@ -168,7 +168,7 @@ impl MmioDevice for Clint {
             check_size(size, 4, 4)?;
             let hart = offset >> 2;
             if hart < n && offset & 3 == 0 {
-                return Ok(((self.cpus[hart as usize].mip() & MIP_MSIP) != 0) as u64);
+                return Ok(((self.cpus[hart as usize].lines() & MIP_MSIP) != 0) as u64);
             }
             return Ok(0);
         }

@@ -177,6 +177,30 @@ pub struct Hart<'a> {
     pub last_trap: (u64, u64),
     /// The hash of this hart's guest-visible events (see [`TRACE_BASIS`]).
     pub trace: u64,
+    /// `smp=local`: the hart's own clock; `None` in every other mode.
+    pub local: Option<LocalClock<'a>>,
+}
+
+/// Orders the device accesses of harts with clocks of their own by virtual
+/// time (`smp=local,quantum=Q`): implemented by the accelerator.
+pub trait DeviceOrder {
+    /// Called by hart `hart` before a device access at its virtual time
+    /// `now`; returns once every access that comes before it in
+    /// (virtual time, hart id) order has been made.
+    fn before_access(&self, hart: usize, now: i64);
+}
+
+/// A hart's own instruction clock (`smp=local`): VIRTUAL for this hart is
+/// `base + ((retired + icount_bonus) << shift)`; `base` moves only when the
+/// hart leaves a halt (its clock jumps to the machine's, as QEMU's warp
+/// moves the one clock).
+pub struct LocalClock<'a> {
+    /// ns added to the instruction-derived time.
+    pub base: i64,
+    /// One instruction lasts `2^shift` ns.
+    pub shift: u32,
+    /// With a quantum: the order device accesses are made in.
+    pub order: Option<&'a dyn DeviceOrder>,
 }
 
 /// The trace hash of a hart: 64-bit FNV-1a (offset basis
@@ -238,6 +262,7 @@ impl<'a> Hart<'a> {
             badaddr: 0,
             last_trap: (0, 0),
             trace: TRACE_BASIS,
+            local: None,
         }
     }
 
@@ -259,12 +284,86 @@ impl<'a> Hart<'a> {
     /// instruction. A no-op without icount.
     #[inline]
     pub fn sync_icount(&mut self, extra: u64) {
+        if let Some(now) = self.local_now(extra) {
+            // Relaxed: a figure for the others (the minimum the timer lists
+            // follow, the monitor); the quantum's ordering goes through its
+            // own lock.
+            self.shared
+                .vclock
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         if let Some(ic) = &self.m.icount {
             let now = self.retired + self.icount_bonus + extra;
             if now > self.published {
                 ic.add_executed((now - self.published) as i64);
                 self.published = now;
             }
+        }
+    }
+
+    /// Under `smp=local`, this hart's virtual time with `extra` instructions
+    /// in flight.
+    #[inline]
+    pub fn local_now(&self, extra: u64) -> Option<i64> {
+        self.local.as_ref().map(|lc| {
+            lc.base
+                .wrapping_add(((self.retired + self.icount_bonus + extra) as i64) << lc.shift)
+        })
+    }
+
+    /// Give the hart a clock of its own (`smp=local`), at the machine's
+    /// VIRTUAL now; `order` orders its device accesses (with a quantum).
+    pub fn set_local_clock(&mut self, shift: u32, order: Option<&'a dyn DeviceOrder>) {
+        let now = self.m.icount.as_ref().map_or(0, |ic| ic.get_ns());
+        let counted = ((self.retired + self.icount_bonus) as i64) << shift;
+        self.local = Some(LocalClock {
+            base: now - counted,
+            shift,
+            order,
+        });
+        self.sync_icount(0);
+    }
+
+    /// Leaving a halt under `smp=local`: the hart's clock jumps to the
+    /// machine's VIRTUAL if that is ahead (the time the hart slept), as
+    /// QEMU's idle warp moves its one clock; and is published.
+    pub fn local_wake(&mut self) {
+        let Some(now) = self.local_now(0) else { return };
+        let machine = self.m.icount.as_ref().map_or(now, |ic| ic.get_ns());
+        if machine > now {
+            if let Some(lc) = self.local.as_mut() {
+                lc.base += machine - now;
+            }
+        }
+        self.sync_icount(0);
+    }
+
+    /// Run a device access (or a read of the time) `f` at this hart's
+    /// virtual time: under `smp=local` the devices see the hart's own
+    /// clock, and with a quantum the access waits for its turn in virtual
+    /// time order first.
+    #[inline]
+    fn at_local_time<R>(&self, extra: u64, f: impl FnOnce() -> R) -> R {
+        match &self.local {
+            None => f(),
+            Some(lc) => {
+                let now = self.local_now(extra).expect("local clock");
+                if let Some(o) = lc.order {
+                    o.before_access(self.shared.index, now);
+                }
+                crate::time::clock::with_local_now(now, f)
+            }
+        }
+    }
+
+    /// Count a time value (mtime ticks) the guest read, for the
+    /// cross-vCPU inversions figure (under icount only: it writes a line
+    /// every hart shares).
+    #[inline]
+    fn time_read(&self, ticks: u64) {
+        if self.m.icount.is_some() {
+            self.m.time_reads.record(ticks);
         }
     }
 
@@ -857,6 +956,14 @@ impl<'a> Hart<'a> {
 
     fn mmio_load_untraced(&mut self, addr: u64, len: u64, extra: u64) -> Result<u64, ()> {
         self.sync_icount(extra);
+        let v = self.at_local_time(extra, || self.mmio_read_now(addr, len))?;
+        if addr == crate::hw::devices::clint::CLINT_BASE + 0xbff8 && len == 8 {
+            self.time_read(v);
+        }
+        Ok(v)
+    }
+
+    fn mmio_read_now(&self, addr: u64, len: u64) -> Result<u64, ()> {
         let m = self.m;
         if addr & (len - 1) == 0 {
             return m.mmio_read(addr, len).map_err(|_| ());
@@ -879,6 +986,10 @@ impl<'a> Hart<'a> {
     /// Store through the bus (not RAM).
     fn mmio_store(&mut self, addr: u64, len: u64, val: u64, extra: u64) -> Result<(), ()> {
         self.sync_icount(extra);
+        self.at_local_time(extra, || self.mmio_write_now(addr, len, val))
+    }
+
+    fn mmio_write_now(&self, addr: u64, len: u64, val: u64) -> Result<(), ()> {
         let m = self.m;
         if addr & (len - 1) == 0 {
             return m.mmio_write(addr, len, val).map_err(|_| ());
@@ -1006,6 +1117,10 @@ impl<'a> Hart<'a> {
         // shared count) per counter read.
         let m = self.m;
         if idx == 2 && m.config.compat == Compat::Qemu10_0 {
+            if self.local.is_some() {
+                // The hart's own count: its clock counts only its own.
+                return self.retired + self.icount_bonus + 1;
+            }
             if let Some(ic) = &m.icount {
                 self.sync_icount(1);
                 return ic.get_raw() as u64;
@@ -1017,6 +1132,9 @@ impl<'a> Hart<'a> {
     /// Ticks for `mcycle`/`minstret`: VIRTUAL ns under icount (QEMU's
     /// `icount_get()`), else the host tick counter.
     fn ticks(&mut self) -> i64 {
+        if let Some(now) = self.local_now(1) {
+            return now;
+        }
         if self.m.icount.is_some() {
             self.sync_icount(1);
             self.m.clocks.get_ns(crate::time::clock::ClockType::Virtual)
@@ -1073,7 +1191,13 @@ impl<'a> Hart<'a> {
             }
             TIME => {
                 self.sync_icount(1);
-                let t = self.m.clint.mtime();
+                let clint = &self.m.clint;
+                let t = match self.local_now(1) {
+                    // Not a device access: no turn to wait for.
+                    Some(now) => crate::time::clock::with_local_now(now, || clint.mtime()),
+                    None => clint.mtime(),
+                };
+                self.time_read(t);
                 self.trace = trace_fold(self.trace, &[3, 0, t]);
                 t
             }
