@@ -20,7 +20,7 @@
  * writes; the only RAM another hart reads (S, the counts) is read after
  * the lap that follows it.
  * Parameters: slot 1 = repetitions (3, at most 16), slot 2 = D in mtime
- * ticks (10 000), slot 4 = G in mtime ticks (1 000), slot 3 = harts
+ * ticks (10 000), slot 4 = G in mtime ticks (10 000), slot 3 = harts
  * (0 = all). */
 #include "smp_dev.h"
 
@@ -65,7 +65,7 @@ static u64 count_until(volatile u64 *flag) {
 }
 
 int smp_main(u64 hart, u64 n) {
-    u64 reps = param(1, 3), d = param(2, 10000), gap = param(4, 1000);
+    u64 reps = param(1, 3), d = param(2, 10000), gap = param(4, 10000);
     if (reps > MAX_REPS) {
         if (hart == 0) {
             puts("smp_hart_timers: repetitions=");
