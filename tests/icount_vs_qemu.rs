@@ -177,6 +177,9 @@ fn smp_round_robin(q: &Qemu) {
         ("smp_ipi_pingpong", &[(0, 50)]),
         ("smp_compute", &[(0, 3000)]),
         ("smp_spinlock", &[(0, 300), (4, 1)]),
+        ("smp_hart_timers", &[(1, 2), (2, 5000), (4, 2000)]),
+        ("smp_time_skew", &[(0, 200)]),
+        ("smp_ipi_ring", &[(0, 5)]),
     ];
     for smp in ["2", "3", "4"] {
         for &(name, params) in guests {
