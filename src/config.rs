@@ -287,10 +287,15 @@ impl IcountSmp {
 /// Parse a virtual duration: a whole number of ns, or with a suffix `ns`,
 /// `us`, `ms` or `s` (`quantum=100us`).
 pub fn parse_virtual_ns(v: &str) -> Option<u64> {
-    let (num, mul) = [("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)]
-        .iter()
-        .find_map(|&(suf, mul)| v.strip_suffix(suf).map(|n| (n, mul)))
-        .unwrap_or((v, 1));
+    let (num, mul) = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+    ]
+    .iter()
+    .find_map(|&(suf, mul)| v.strip_suffix(suf).map(|n| (n, mul)))
+    .unwrap_or((v, 1));
     if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -930,10 +935,22 @@ mod tests {
             ("shift=3,smp=rr,quantum=1us", "needs smp=local"),
             ("shift=3,smp=local,quantum=0", "more than 0"),
             ("shift=3,smp=local,quantum=0ms", "more than 0"),
-            ("shift=3,smp=local,quantum=-5", "expected a positive virtual time"),
-            ("shift=3,smp=local,quantum=1.5ms", "expected a positive virtual time"),
-            ("shift=3,smp=local,quantum=ms", "expected a positive virtual time"),
-            ("shift=3,smp=local,quantum=5h", "expected a positive virtual time"),
+            (
+                "shift=3,smp=local,quantum=-5",
+                "expected a positive virtual time",
+            ),
+            (
+                "shift=3,smp=local,quantum=1.5ms",
+                "expected a positive virtual time",
+            ),
+            (
+                "shift=3,smp=local,quantum=ms",
+                "expected a positive virtual time",
+            ),
+            (
+                "shift=3,smp=local,quantum=5h",
+                "expected a positive virtual time",
+            ),
             ("shift=auto,smp=local", "shift=auto and smp=local"),
             ("smp=rr", "'shift' is required"),
             ("smp=local,quantum=1ms", "'shift' is required"),

@@ -17,7 +17,7 @@
 //! | `stop`, `s` | pause the machine ([`Machine::pause`], QEMU's `vm_stop`): vCPUs park, VIRTUAL freezes |
 //! | `cont`, `c` | resume it ([`Machine::resume`], QEMU's `vm_start`) |
 //! | `info status` | `VM status: running` or `VM status: paused`, as QEMU prints it |
-//! | `info clocks` | the four clocks in ns; under icount the shift, bias and raw instruction count |
+//! | `info clocks` | the four clocks in ns; under icount the shift, bias and raw instruction count; under `smp=local` each vCPU's own clock |
 //! | `info timers` | per clock: timers pending, the next expiry and its distance from now |
 //! | `info sync-profile [-m] [-n] [max]` | the BQL's profile, QEMU's QSP table (Type, Object, Call site, Wait Time (s), Count, Average (us)) plus hold time: at most `max` rows (10), sorted by total wait, or by mean wait with `-m`; `-n` does not coalesce lock objects sharing a call site |
 //! | `sync-profile [on\|off\|reset]` | switch the profile on or off, or count from now (without an argument: say whether it is on) |
@@ -199,6 +199,11 @@ pub trait Vm {
     fn clock_ns(&self, clock: ClockType) -> i64;
     /// The icount state, under icount.
     fn icount(&self) -> Option<IcountInfo>;
+    /// Under `--icount ...,smp=local`: each vCPU's own clock in ns, `None`
+    /// for a halted one (it does not hold the machine's clock back).
+    fn vcpu_clocks(&self) -> Option<Vec<Option<i64>>> {
+        None
+    }
     /// The timer lists.
     fn timers(&self) -> &TimerListGroup;
     /// Requests shutdown with reason `quit`, exit status 0, and wakes every vCPU.
@@ -239,6 +244,24 @@ impl Vm for Machine {
             bias: ic.bias(),
             raw: ic.get_raw(),
         })
+    }
+
+    fn vcpu_clocks(&self) -> Option<Vec<Option<i64>>> {
+        if !self.clocks.local() {
+            return None;
+        }
+        Some(
+            self.cpus
+                .iter()
+                // Relaxed: a figure, published by each vCPU at its exits.
+                .map(
+                    |c| match c.vclock.load(std::sync::atomic::Ordering::Relaxed) {
+                        i64::MAX => None,
+                        t => Some(t),
+                    },
+                )
+                .collect(),
+        )
     }
 
     fn timers(&self) -> &TimerListGroup {
@@ -492,7 +515,8 @@ pub fn format_status(vm: &dyn Vm) -> String {
 }
 
 /// `info clocks`: one line per clock (`NAME  VALUE ns`, in QEMU's enum order), then the
-/// icount line (`icount     off`, or the shift, bias and raw instruction count).
+/// icount line (`icount     off`, or the shift, bias and raw instruction count), then under
+/// `smp=local` one line per vCPU with its own clock (`vcpu N      VALUE ns`, or `halted`).
 pub fn format_clocks(vm: &dyn Vm) -> String {
     let mut s = String::new();
     for c in ClockType::ALL {
@@ -509,6 +533,18 @@ pub fn format_clocks(vm: &dyn Vm) -> String {
                 ic.bias,
                 ic.raw
             );
+        }
+    }
+    // smp=local: the machine's VIRTUAL above follows these.
+    for (i, c) in vm.vcpu_clocks().into_iter().flatten().enumerate() {
+        let name = format!("vcpu {i}");
+        match c {
+            Some(t) => {
+                let _ = writeln!(s, "{name:<11}{t} ns");
+            }
+            None => {
+                let _ = writeln!(s, "{name:<11}halted");
+            }
         }
     }
     s
@@ -976,6 +1012,7 @@ mod tests {
         quit: AtomicBool,
         pauses: AtomicUsize,
         icount: Option<IcountInfo>,
+        clocks: Option<Vec<Option<i64>>>,
         timers: TimerListGroup,
         bql: crate::sync::bql::Bql,
     }
@@ -987,6 +1024,7 @@ mod tests {
                 quit: AtomicBool::new(false),
                 pauses: AtomicUsize::new(0),
                 icount,
+                clocks: None,
                 timers: TimerListGroup::new(),
                 bql: crate::sync::bql::Bql::with(crate::sync::bql::LockKind::ParkingLot, true, 1),
             }
@@ -1017,6 +1055,9 @@ mod tests {
         }
         fn icount(&self) -> Option<IcountInfo> {
             self.icount
+        }
+        fn vcpu_clocks(&self) -> Option<Vec<Option<i64>>> {
+            self.clocks.clone()
         }
         fn timers(&self) -> &TimerListGroup {
             &self.timers
@@ -1213,6 +1254,15 @@ mod tests {
         assert!(
             format_clocks(&vm)
                 .ends_with("icount     shift 3 (auto), bias -5 ns, raw 250 instructions\n")
+        );
+        let mut vm = vm;
+        vm.clocks = Some(vec![Some(1_500), None, Some(2_250)]);
+        assert!(
+            format_clocks(&vm).ends_with(
+                "raw 250 instructions\nvcpu 0     1500 ns\nvcpu 1     halted\nvcpu 2     2250 ns\n"
+            ),
+            "{}",
+            format_clocks(&vm)
         );
     }
 

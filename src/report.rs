@@ -192,6 +192,55 @@ pub struct IcountReport {
     pub handoff_ns: Option<Percentiles>,
 }
 
+/// The SMP icount figures (`docs/time.md`, "SMP icount"), in every icount
+/// mode, so that a sweep can put the modes side by side.
+#[derive(Clone, Debug, Serialize)]
+pub struct IcountSmpReport {
+    /// `rr`, `global` or `local`.
+    pub mode: &'static str,
+    /// `local,quantum=Q`: Q in ns; `null` otherwise.
+    pub quantum_ns: Option<u64>,
+    /// Per vCPU, in hart order: instructions retired, and the vCPU's virtual
+    /// time at the end (its own clock under `local`, the machine's VIRTUAL
+    /// otherwise).
+    pub vcpus: Vec<VcpuClock>,
+    /// How late the VIRTUAL timers run at the vCPUs' deadlines were, in
+    /// virtual ns (VIRTUAL when the callback ran, less its deadline): 0
+    /// under `rr` (a budget stops exactly there); up to a TB per vCPU under
+    /// `global`; up to a quantum under `local,quantum` for a deadline armed
+    /// within one.
+    pub lateness_vns: Percentiles,
+    /// `local,quantum`: real ns each vCPU waited at a quantum barrier.
+    pub barrier_wait_ns: Percentiles,
+    /// `local,quantum`: real ns a device access waited for its turn in
+    /// virtual-time order (accesses that did not wait are not counted).
+    pub access_wait_ns: Percentiles,
+    /// Time values (rdtime, mtime through the CLINT) a hart read that were
+    /// less than one some hart had read earlier in host order.
+    pub inversions: Inversions,
+    /// VIRTUAL less VIRTUAL_RT (host time while running) at the end, ns:
+    /// how far guest time ran ahead of (positive) or behind real time.
+    pub drift_ns: i64,
+}
+
+/// One vCPU's clock at the end of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct VcpuClock {
+    /// Instructions retired.
+    pub instructions: u64,
+    /// Virtual time, ns.
+    pub vtime_ns: i64,
+}
+
+/// Cross-vCPU time inversions the guest saw.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inversions {
+    /// How many reads went back.
+    pub count: u64,
+    /// The largest step back, ns (mtime ticks are 100 ns).
+    pub max_ns: u64,
+}
+
 /// Timer figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct TimersReport {
@@ -354,6 +403,8 @@ pub struct RunReport {
     pub peak_rss_bytes: u64,
     /// icount, when enabled.
     pub icount: Option<IcountReport>,
+    /// What guest time meant with several vCPUs (icount only).
+    pub icount_smp: Option<IcountSmpReport>,
     /// Timers.
     pub timers: TimersReport,
     /// The BQL and its profile.

@@ -331,6 +331,9 @@ pub fn run(
         all
     };
     let handoff = merge(|s| &s.handoff_ns);
+    let lateness_vns = merge(|s| &s.lateness_vns);
+    let barrier_wait = merge(|s| &s.barrier_wait_ns);
+    let access_wait = merge(|s| &s.access_wait_ns);
     let kick_running = merge(|s| &s.kick_running_ns);
     let kick_halted = merge(|s| &s.kick_halted_ns);
     let kick_report = crate::report::KickReport {
@@ -394,6 +397,35 @@ pub fn run(
             handoff_ns: handoff.as_ref().map(Percentiles::of),
             bias_ns: ic.bias(),
         }),
+        icount_smp: m.config.icount.map(|c| {
+            let pct = |h: &Option<hdrhistogram::Histogram<u64>>| {
+                h.as_ref().map(Percentiles::of).unwrap_or_default()
+            };
+            let (count, max_ticks) = m.time_reads.inversions();
+            crate::report::IcountSmpReport {
+                mode: c.smp.name(),
+                quantum_ns: match c.smp {
+                    IcountSmp::Local { quantum_ns } => quantum_ns,
+                    _ => None,
+                },
+                vcpus: vcpus
+                    .iter()
+                    .map(|v| crate::report::VcpuClock {
+                        instructions: v.instructions,
+                        vtime_ns: v.vtime_ns,
+                    })
+                    .collect(),
+                lateness_vns: pct(&lateness_vns),
+                barrier_wait_ns: pct(&barrier_wait),
+                access_wait_ns: pct(&access_wait),
+                inversions: crate::report::Inversions {
+                    count,
+                    max_ns: max_ticks.saturating_mul(100),
+                },
+                drift_ns: m.clocks.get_ns(ClockType::Virtual)
+                    - m.clocks.get_ns(ClockType::VirtualRt),
+            }
+        }),
         bql: crate::report::BqlReport::of(&m.bql, m.config.bql.policy),
         kicks: kick_report,
         timers: TimersReport {
@@ -423,6 +455,9 @@ pub fn run(
                     io_stats.as_ref().map(|s| &s.lateness),
                 ),
                 ("icount_handoff_ns", handoff.as_ref()),
+                ("icount_lateness_vns", lateness_vns.as_ref()),
+                ("icount_barrier_wait_ns", barrier_wait.as_ref()),
+                ("icount_access_wait_ns", access_wait.as_ref()),
             ],
         );
         hist_err = match log {

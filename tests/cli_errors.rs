@@ -322,13 +322,51 @@ fn bad_icount_options() {
         &["shift=auto", "align=on"],
     );
     assert_bad_input(&["run", "--kernel", k, "--icount", "sleep=off"], &["shift"]);
-    assert_bad_input(
-        &["run", "--kernel", k, "--icount", "shift=3,smp=local"],
-        &["smp=local", "not built"],
-    );
-    assert_bad_input(
-        &["run", "--kernel", k, "--icount", "shift=3,quantum=1ms"],
-        &["quantum", "smp=local"],
+    // The SMP modes: the parallel ones need a thread per vCPU, and say so.
+    for mode in ["global", "local", "local,quantum=1ms"] {
+        let ic = format!("shift=3,smp={mode}");
+        assert_bad_input(
+            &["run", "--kernel", k, "--icount", &ic],
+            &["needs one thread per vCPU", "thread=multi"],
+        );
+        assert_bad_input(
+            &[
+                "run",
+                "--kernel",
+                k,
+                "--icount",
+                &ic,
+                "--accel",
+                "tcg,thread=single",
+            ],
+            &["needs one thread per vCPU"],
+        );
+    }
+    // With a thread per vCPU: `--icount ICOUNT` plus `extra`.
+    let bad_multi = |icount: &str, extra: &[&str], says: &[&str]| {
+        let mut a = vec!["run", "--kernel", k, "--accel", "tcg,thread=multi"];
+        a.extend(["--icount", icount]);
+        a.extend(extra);
+        assert_bad_input(&a, says);
+    };
+    bad_multi("shift=3,smp=rr", &[], &["no MTTCG when icount"]);
+    for (icount, says) in [
+        ("shift=3,quantum=1ms", &["quantum", "smp=local"][..]),
+        ("shift=3,smp=global,quantum=1ms", &["quantum", "smp=local"]),
+        ("shift=3,smp=local,quantum=0", &["quantum=0", "more than 0"]),
+        ("shift=3,smp=local,quantum=-1us", &["quantum", "positive"]),
+        ("shift=3,smp=local,quantum=2days", &["quantum", "positive"]),
+        ("smp=local,quantum=1ms", &["'shift' is required"]),
+        ("shift=auto,smp=local", &["shift=auto", "smp=local"]),
+    ] {
+        bad_multi(icount, &[], says);
+    }
+    let q = "shift=3,smp=local,quantum=1ms";
+    bad_multi(q, &["--bql", "always"], &["--bql always", "smp=local"]);
+    bad_multi(
+        q,
+        &["--icount-timers", "iothread"],
+        &["--icount-timers iothread", "barrier"],
     );
 }
 

@@ -115,6 +115,11 @@ pub struct CpuShared {
     /// `i64::MAX` while it is halted. On a line of its own: its thread
     /// writes it at every exit.
     pub vclock: CachePadded<crate::sync::AtomicI64>,
+    /// `mie` of the hart when it last halted in `wfi` (it cannot change
+    /// while halted): with `mip`, whether a halted vCPU has work, for a
+    /// thread that is not its own (the icount idle warp of the parallel
+    /// modes).
+    pub halted_mie: AtomicU64,
     exits: Arc<ExitFlags>,
     /// `thread=single`: a kick asks every vCPU to exit, as QEMU's
     /// `rr_kick_vcpu_thread` does (`cpu_exit` on each), since the one thread
@@ -166,6 +171,7 @@ impl CpuShared {
             lines: AtomicU64::new(0),
             defer,
             vclock: CachePadded::new(crate::sync::AtomicI64::new(0)),
+            halted_mie: AtomicU64::new(0),
             exits,
             kick_all,
             kicker,
@@ -217,6 +223,14 @@ impl CpuShared {
         if (old & bit != 0) != level {
             self.interrupt();
         }
+    }
+
+    /// Whether a halted hart has an enabled interrupt pending (its `mie`
+    /// as of its halt).
+    pub fn halted_has_work(&self) -> bool {
+        // Relaxed for `halted_mie`: written before the halted count's AcqRel
+        // increment, which the reader acquires first.
+        self.mip() & self.halted_mie.load(Ordering::Relaxed) != 0
     }
 
     /// The levels the devices drive: what a device register that mirrors a

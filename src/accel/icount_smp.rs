@@ -4,12 +4,11 @@
 //! ([`crate::accel::rr`], `smp=rr`) and refuses MTTCG with icount.
 //!
 //! - **`global`**: every vCPU adds to the one instruction counter, as QEMU
-//!   would if it let MTTCG run with icount. A vCPU's budget is its share of
-//!   the instructions left to the next deadline (the rest divided by the
-//!   running vCPUs, rounded up), so the counter crosses a deadline by at most
-//!   about one instruction per vCPU plus what the others had not yet
-//!   published; whichever vCPU then finds the deadline reached runs the
-//!   timers. How late they ran is measured (`lateness_vns` in the report).
+//!   would if it let MTTCG run with icount. Each adds its instructions after
+//!   every TB and stops once the counter reaches the next deadline
+//!   ([`crate::target::riscv::hart::Hart::global_counter`]), so together they
+//!   cross it by at most one TB each; whichever vCPU then finds the deadline
+//!   reached runs the timers. How late they ran is measured (`lateness_vns` in the report).
 //!   Not deterministic: who reaches the deadline, and where the others are,
 //!   depends on the host.
 //! - **`local`**: each vCPU has a clock of its own
@@ -20,7 +19,7 @@
 //!   - **Without a quantum** the clocks run free (QEMU's `contrib/plugins/ips.c`
 //!     idea): the machine's VIRTUAL is the minimum over the running vCPUs,
 //!     moved on at each vCPU's exits; a vCPU runs to the next deadline on its
-//!     own clock, then on in chunks of 1 ms of virtual time; whoever finds the
+//!     own clock, then on in chunks of 100 µs of virtual time; whoever finds the
 //!     minimum past a deadline runs the timers. The baseline for skew.
 //!   - **With a quantum Q** ([`Quantum`]): a barrier at every multiple of Q
 //!     and at every deadline known when the quantum starts. Every running
@@ -59,7 +58,7 @@ use crate::time::clock::ClockType;
 
 /// `smp=local` without a quantum: how far (virtual ns) a vCPU that is past
 /// the next deadline on its own clock runs before it looks again.
-pub const FREE_CHUNK_NS: i64 = 1_000_000;
+pub const FREE_CHUNK_NS: i64 = 100_000;
 
 /// Instructions that cover `ns` virtual ns at `shift`, rounded up (at
 /// least 1).
@@ -149,7 +148,11 @@ impl Quantum {
     fn next_boundary(&self, m: &Machine, t: i64) -> i64 {
         let nq = (t / self.q + 1) * self.q;
         let d = m.timers.get(ClockType::Virtual).deadline_ns(t);
-        if d > 0 { nq.min(t.saturating_add(d)) } else { nq }
+        if d > 0 {
+            nq.min(t.saturating_add(d))
+        } else {
+            nq
+        }
     }
 
     /// The current quantum's end.
@@ -172,12 +175,7 @@ impl Quantum {
     /// hart see its lines, let halted vCPUs with an interrupt join, and
     /// start the next quantum. `me` is the vCPU doing it; `lateness` its
     /// histogram. Returns the timers run.
-    fn complete(
-        &self,
-        st: &mut QState,
-        m: &Machine,
-        lateness: &mut Option<Histogram<u64>>,
-    ) -> u64 {
+    fn complete(&self, st: &mut QState, m: &Machine, lateness: &mut Option<Histogram<u64>>) -> u64 {
         let t = st.boundary;
         let ic = m.icount.as_ref().expect("icount");
         let g = ic.get_ns();
@@ -188,8 +186,7 @@ impl Quantum {
         let mut ran = 0;
         if vlist.deadline_ns(t) == 0 {
             let _bql = m.bql.lock_unless_held();
-            ran = vlist.run_expired(t, &mut |exp| record(lateness, (t - exp).max(0) as u64))
-                as u64;
+            ran = vlist.run_expired(t, &mut |exp| record(lateness, (t - exp).max(0) as u64)) as u64;
         }
         for (j, c) in m.cpus.iter().enumerate() {
             let mip = c.apply_lines();
@@ -472,6 +469,7 @@ pub fn icount_vcpu_thread_fn(
         v.hart
             .set_local_clock(shift, order.as_ref().map(|o| o as &dyn DeviceOrder));
     }
+    v.hart.global_counter = mode == IcountSmp::Global;
     let mut lock = ExecLock::new(&m);
     let handoff = Handoff::new(&m, hart);
     match (&quantum, mode) {
@@ -505,26 +503,19 @@ fn run_global<'a>(
     waiter: &Waiter,
     handoff: &Handoff,
 ) {
-    let n = m.cpus.len();
     loop {
-        let left = icount_limit(m);
-        if left == 0 {
+        if icount_limit(m) == 0 {
             due_timers(m, handoff, waiter, v);
-            if icount_limit(m) == 0 && !m.run.shutdown_requested() {
-                // Still due (a timer re-armed itself at now): let the step
-                // below see a stop, or run one instruction.
-                if v.step(1, lock) == Step::Finished {
-                    break;
-                }
-            }
-            continue;
         }
-        // Acquire: pairs with the AcqRel updates of the halted count.
-        let running = n.saturating_sub(sched.halted.load(Ordering::Acquire)).max(1);
-        let limit = left.div_ceil(running as u64);
-        match v.step(limit, lock) {
+        // Every vCPU runs until the one counter reaches the deadline, the
+        // budget asked after the exit request is consumed (a new VIRTUAL
+        // head kicks every vCPU: the budget then sees it).
+        match v.step_capped(u64::MAX, lock, &|| icount_limit(m)) {
             Step::Ran(_) | Step::Yielded => {}
-            Step::Idle => idle_wait(m, sched, waiter),
+            Step::Idle => {
+                let s = v.stats_mut();
+                s.timers_run += idle_wait(m, sched, waiter, &mut s.lateness_vns) as u64;
+            }
             Step::Paused => park_while_paused(m, waiter, 1),
             Step::Finished => break,
         }
@@ -555,7 +546,10 @@ fn run_free<'a>(
         };
         match v.step(limit, lock) {
             Step::Ran(_) | Step::Yielded => {}
-            Step::Idle => idle_wait(m, sched, waiter),
+            Step::Idle => {
+                let s = v.stats_mut();
+                s.timers_run += idle_wait(m, sched, waiter, &mut s.lateness_vns) as u64;
+            }
             Step::Paused => park_while_paused(m, waiter, 1),
             Step::Finished => break,
         }
@@ -567,27 +561,24 @@ fn run_free<'a>(
 /// `smp=local` without a quantum: move the machine's VIRTUAL to the
 /// slowest running vCPU's clock, if that is ahead of it.
 fn advance_to_slowest(m: &Machine, sched: &Sched) {
-    // Relaxed: each clock is a lower bound its vCPU only raises; a stale one
-    // moves VIRTUAL less far, never back.
+    // Whoever holds the lock is moving it already, jumping it idle, or
+    // waking a vCPU (whose clock jumps to it and must then count).
+    let Some(_w) = sched.warp.try_lock() else {
+        return;
+    };
+    // Relaxed: each clock is a lower bound its vCPU only raises (a woken
+    // vCPU publishes its jump under the lock held here); a stale one moves
+    // VIRTUAL less far, never back.
     let min = m
         .cpus
         .iter()
         .map(|c| c.vclock.load(Ordering::Relaxed))
         .min()
         .unwrap_or(i64::MAX);
-    if min == i64::MAX {
-        return;
-    }
     let ic = m.icount.as_ref().expect("icount");
-    if min <= ic.get_ns() {
-        return;
-    }
-    // Whoever holds the lock is moving it already (or jumping it idle).
-    if let Some(_w) = sched.warp.try_lock() {
-        let g = ic.get_ns();
-        if min > g {
-            ic.add_bias(min - g);
-        }
+    let g = ic.get_ns();
+    if min != i64::MAX && min > g {
+        ic.add_bias(min - g);
     }
 }
 
@@ -616,14 +607,16 @@ fn run_quantum<'a>(
             // A vCPU waits for one this one has already passed.
             q.publish(m, hart, now);
         }
-        // No further than just past the earliest access another vCPU waits
-        // to make, so that it may go: asked after the exit request is
-        // consumed (the waiter counts itself, then asks this vCPU to exit).
-        let cap = || match q.earliest_waiter(hart) {
+        // Out at the first TB boundary past the earliest access another
+        // vCPU waits to make, so that it may go: asked after the exit
+        // request is consumed (the waiter counts itself, then asks this
+        // vCPU to exit). A TB boundary, not an instruction: where this
+        // lands depends on the host, and must not move where TBs begin.
+        let soft = || match q.earliest_waiter(hart) {
             Some(w) if w >= now => ((w - now) >> shift) as u64 + 1,
             _ => u64::MAX,
         };
-        match v.step_capped(limit, lock, &cap) {
+        match v.step_soft(limit, lock, &soft) {
             Step::Ran(Exit::Halt) => {
                 let mie = v.hart.st.mie;
                 q.halt(m, hart, mie, v.stats_mut());

@@ -31,7 +31,9 @@ pub fn vcpu_thread_fn(
     loop {
         match v.step(u64::MAX, &mut lock) {
             Step::Ran(_) | Step::Yielded => {}
-            Step::Idle => idle_wait(&m, &sched, &waiter),
+            Step::Idle => {
+                idle_wait(&m, &sched, &waiter, &mut None);
+            }
             Step::Paused => park_while_paused(&m, &waiter, 1),
             Step::Finished => break,
         }

@@ -281,7 +281,8 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                 k.stop();
             }
             lock.release();
-            idle_wait(&m, &sched, &waiter);
+            let s0 = vcpus[0].stats_mut();
+            s0.timers_run += idle_wait(&m, &sched, &waiter, &mut s0.lateness_vns) as u64;
         }
         if let Some(k) = &kick_timer {
             k.start();

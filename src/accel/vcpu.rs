@@ -436,6 +436,29 @@ impl<'a> Vcpu<'a> {
         lock: &mut ExecLock<'a>,
         cap: &dyn Fn() -> u64,
     ) -> Step {
+        self.step_inner(limit, lock, cap, &|| u64::MAX)
+    }
+
+    /// [`Vcpu::step`], leaving at the first TB boundary after `soft()`
+    /// instructions too ([`Hart::execute_soft`]: a limit that depends on
+    /// the host, which must not split TBs), `soft` asked after the exit
+    /// request is consumed.
+    pub fn step_soft(
+        &mut self,
+        limit: u64,
+        lock: &mut ExecLock<'a>,
+        soft: &dyn Fn() -> u64,
+    ) -> Step {
+        self.step_inner(limit, lock, &|| u64::MAX, soft)
+    }
+
+    fn step_inner(
+        &mut self,
+        limit: u64,
+        lock: &mut ExecLock<'a>,
+        cap: &dyn Fn() -> u64,
+        soft: &dyn Fn() -> u64,
+    ) -> Step {
         lock.release_if_wanted();
         if self.m.run.shutdown_requested() {
             return Step::Finished;
@@ -462,7 +485,12 @@ impl<'a> Vcpu<'a> {
                 return Step::Idle;
             }
             self.halted = false;
-            self.hart.local_wake();
+            if self.hart.local.is_some() {
+                // Under the warp lock, with which the machine's VIRTUAL moves
+                // to the slowest clock: that must count this one from now.
+                let _w = self.sched.warp.lock();
+                self.hart.local_wake();
+            }
             // AcqRel: the count is read by an idle thread deciding whether
             // VIRTUAL may jump (every vCPU idle).
             self.sched.halted.fetch_sub(1, Ordering::AcqRel);
@@ -478,7 +506,7 @@ impl<'a> Vcpu<'a> {
         let before = self.hart.retired;
         let exit = self
             .hart
-            .execute(limit.min(lock.execution_cap()).min(cap()).max(1));
+            .execute_soft(limit.min(lock.execution_cap()).min(cap()), soft());
         lock.spent(self.hart.retired - before);
         self.publish();
         if self.m.config.icount.is_some_and(|c| c.align) {
@@ -491,6 +519,10 @@ impl<'a> Vcpu<'a> {
                 // Relaxed: as the other stores of the clock (see `Hart`).
                 self.shared.vclock.store(i64::MAX, Ordering::Relaxed);
             }
+            // Relaxed: published by the AcqRel increment below.
+            self.shared
+                .halted_mie
+                .store(self.hart.st.mie, Ordering::Relaxed);
             self.sched.halted.fetch_add(1, Ordering::AcqRel);
             lock.release();
         }
@@ -547,7 +579,7 @@ pub fn run_due_timers(
     stats: &mut VcpuStats,
 ) -> usize {
     match m.config.icount_timers {
-        IcountTimers::Vcpu => run_virtual_timers_if_due(m),
+        IcountTimers::Vcpu => run_virtual_timers_if_due(m, &mut stats.lateness_vns),
         IcountTimers::Iothread => handoff.run_if_due(m, waiter, stats),
     }
 }
@@ -557,8 +589,9 @@ pub fn run_due_timers(
 /// it notifies the list first, which under icount kicks every vCPU (`run`
 /// installs that notifier; QEMU's `qemu_timer_notify_cb` kicks the current
 /// vCPU, and under `thread=single` a kick asks every vCPU to exit). Returns
-/// the callbacks run.
-fn run_virtual_timers_if_due(m: &Machine) -> usize {
+/// the callbacks run, and records how late each was (virtual ns) in
+/// `lateness`.
+fn run_virtual_timers_if_due(m: &Machine, lateness: &mut Option<Histogram<u64>>) -> usize {
     let list = m.timers.get(ClockType::Virtual);
     let now = m.clocks.get_ns(ClockType::Virtual);
     if list.deadline_ns(now) != 0 {
@@ -566,47 +599,73 @@ fn run_virtual_timers_if_due(m: &Machine) -> usize {
     }
     list.notify();
     let _bql = m.bql.lock_unless_held();
-    list.run_expired(now, &mut |_| {})
+    list.run_expired(now, &mut |exp| record(lateness, (now - exp).max(0) as u64))
 }
 
 /// Wait while halted (QEMU's `qemu_wait_io_event` and, under icount, the
 /// idle handling of `icount_start_warp_timer`). Returns after a kick, or once
 /// VIRTUAL has reached the next deadline; the caller re-checks everything.
+/// Returns the VIRTUAL timers it ran (after a `sleep=off` jump), their
+/// lateness recorded in `lateness`.
 ///
 /// Every wait here is for a kick, with no timeout, except the `sleep=on`
 /// warp, whose timeout *is* the protocol: the idle guest's time passes in
 /// real time until the deadline. A kicker publishes its condition (an
 /// interrupt line, a stop) before it kicks, and the waiter keeps a token, so
 /// the caller's checks before this call and the park cannot miss a kick.
-pub fn idle_wait(m: &Machine, sched: &Sched, waiter: &Waiter) {
+pub fn idle_wait(
+    m: &Machine,
+    sched: &Sched,
+    waiter: &Waiter,
+    lateness: &mut Option<Histogram<u64>>,
+) -> usize {
     let Some(ic) = m.config.icount else {
         waiter.park();
-        return;
+        return 0;
     };
     let vlist = m.timers.get(ClockType::Virtual);
     let d = vlist.deadline_ns(m.clocks.get_ns(ClockType::Virtual));
     if d < 0 {
         waiter.park();
-        return;
+        return 0;
     }
     let icc = m.icount.as_ref().expect("icount");
     // VIRTUAL only moves on by itself when every vCPU is idle (QEMU's
     // `all_cpu_threads_idle`); otherwise the running ones advance it, run
     // the timers at its deadlines and kick this one when its interrupt comes.
-    if sched.halted.load(Ordering::Acquire) < m.cpus.len() {
+    // A vCPU counted halted may have been sent an interrupt that its thread
+    // has not yet seen (with a thread per vCPU): then time must not jump.
+    let all_idle = || {
+        sched.halted.load(Ordering::Acquire) == m.cpus.len()
+            && !m.cpus.iter().any(|c| c.halted_has_work())
+    };
+    if !all_idle() {
         waiter.park();
-        return;
+        return 0;
     }
     if !ic.sleep {
         // sleep=off: time jumps straight to the next deadline. The warp lock
         // makes the check and the jump one step: of several idle vCPUs only
         // the first jumps, the others then see a deadline of 0.
         let _w = sched.warp.lock();
+        // Again under the lock: another idle thread may have jumped and run
+        // the timers meanwhile, waking a vCPU (the next deadline then is
+        // not this idle period's).
+        if !all_idle() {
+            return 0;
+        }
         let d = vlist.deadline_ns(m.clocks.get_ns(ClockType::Virtual));
         if d > 0 {
             icc.add_bias(d);
         }
-        return;
+        // And the timers run before the lock goes: a timer taken off its
+        // list whose callback has not yet raised its line looks to another
+        // idle thread like no deadline and no work (it would jump to the
+        // next deadline, however far). Its lateness is 0 by construction.
+        if m.config.icount_timers == IcountTimers::Vcpu {
+            return run_virtual_timers_if_due(m, lateness);
+        }
+        return 0;
     }
     // sleep=on: idle time follows real time (QEMU's warp timer on
     // VIRTUAL_RT); a kick ends the sleep early and only the time spent
@@ -616,7 +675,7 @@ pub fn idle_wait(m: &Machine, sched: &Sched, waiter: &Waiter) {
     // by the sleeper, wakes whom it concerns).
     let Some(_w) = sched.warp.try_lock() else {
         waiter.park();
-        return;
+        return 0;
     };
     let start = m.clocks.get_ns(ClockType::VirtualRt);
     waiter.park_timeout(Duration::from_nanos(d as u64));
@@ -628,4 +687,5 @@ pub fn idle_wait(m: &Machine, sched: &Sched, waiter: &Waiter) {
     if warp > 0 {
         icc.add_bias(warp);
     }
+    0
 }

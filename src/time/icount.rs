@@ -63,7 +63,10 @@ impl TimeReads {
     /// (inversions, the largest in ticks).
     pub fn inversions(&self) -> (u64, u64) {
         let r = &*self.inner;
-        (r.count.load(Ordering::Relaxed), r.max.load(Ordering::Relaxed))
+        (
+            r.count.load(Ordering::Relaxed),
+            r.max.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -179,6 +179,11 @@ pub struct Hart<'a> {
     pub trace: u64,
     /// `smp=local`: the hart's own clock; `None` in every other mode.
     pub local: Option<LocalClock<'a>>,
+    /// `smp=global`: the hart adds its instructions to the one counter
+    /// after every TB, and an execution stops once the counter has grown by
+    /// its limit (the instructions to the next deadline when it began), so
+    /// that the vCPUs together cross a deadline by at most one TB each.
+    pub global_counter: bool,
 }
 
 /// Orders the device accesses of harts with clocks of their own by virtual
@@ -263,6 +268,7 @@ impl<'a> Hart<'a> {
             last_trap: (0, 0),
             trace: TRACE_BASIS,
             local: None,
+            global_counter: false,
         }
     }
 
@@ -461,7 +467,24 @@ impl<'a> Hart<'a> {
     /// Run guest code until an [`Exit`], executing at most `limit`
     /// instructions. `retired` grows by the instructions executed.
     pub fn execute(&mut self, limit: u64) -> Exit {
+        self.execute_soft(limit, u64::MAX)
+    }
+
+    /// [`Hart::execute`], also leaving with [`Exit::Budget`] at the first TB
+    /// boundary after `soft` instructions: a limit that never splits a TB
+    /// (where TBs begin decides what a `wfi`'s TB counts, so a limit that
+    /// depends on the host must not move them).
+    pub fn execute_soft(&mut self, limit: u64, soft: u64) -> Exit {
+        let soft_stop = self.retired.saturating_add(soft);
         let mut left = limit;
+        // `smp=global`: where the one counter stops this execution.
+        let target = if self.global_counter {
+            self.sync_icount(0);
+            let raw = self.m.icount.as_ref().map_or(0, |ic| ic.get_raw());
+            Some(raw.saturating_add(limit.min(i64::MAX as u64) as i64))
+        } else {
+            None
+        };
         let mut prev: Option<(u32, usize)> = None;
         // Local handles: one pointer chase per TB fewer on the hot path.
         let exit_flag = self.shared.exit_flag();
@@ -472,7 +495,7 @@ impl<'a> Hart<'a> {
             if exit_flag.load(std::sync::atomic::Ordering::Relaxed) {
                 return Exit::Kicked;
             }
-            if left == 0 {
+            if left == 0 || self.retired >= soft_stop {
                 return Exit::Budget;
             }
             let cg = ram.code_gen();
@@ -515,9 +538,20 @@ impl<'a> Hart<'a> {
                     }
                 }
             };
-            let (done, step) = self.run_tb(idx, left);
+            // `smp=global`: one pass of a TB that loops on itself, so that
+            // the counter grows TB by TB.
+            let pass = match target {
+                Some(_) => left.min(self.tbc.tb(idx).len as u64),
+                None => left,
+            };
+            let (done, step) = self.run_tb(idx, pass);
             self.retired += done;
             left -= done;
+            if let Some(target) = target {
+                self.sync_icount(0);
+                let raw = self.m.icount.as_ref().map_or(0, |ic| ic.get_raw());
+                left = left.min(target.saturating_sub(raw).max(0) as u64);
+            }
             match step {
                 Step::Next => prev = Some((idx, 0)),
                 // Chain slot 1 for a taken branch, 0 for everything else.
