@@ -327,9 +327,9 @@ const KICKS: [KickKind; 3] = KickKind::ALL;
 
 /// The thread-mode axis: a name and the extra arguments of each variant,
 /// drawn uniformly: the default (`multi` without icount, `single` with it),
-/// one thread for all vCPUs, one thread each. `thread=multi` with icount is
-/// refused (as QEMU refuses it), so a run with icount that draws it runs
-/// `single` instead.
+/// one thread for all vCPUs, one thread each. `thread=multi` with icount
+/// draws one of the parallel SMP icount modes (`smp=global`, `smp=local`,
+/// `smp=local,quantum=Q`), which need it (QEMU's round-robin refuses it).
 const THREAD_MODES: &[(&str, &[&str])] = &[
     ("default", &[]),
     ("single", &["--accel", "tcg,thread=single"]),
@@ -503,8 +503,21 @@ impl Spec {
             (Some(format!("shift={shift},sleep={sleep}")), timers)
         };
         let mut thread = THREAD_MODES[rng.below(THREAD_MODES.len() as u64) as usize];
-        if icount.is_some() && thread.0 == "multi" {
-            thread = THREAD_MODES[1];
+        let mut icount = icount;
+        if let (Some(ic), "multi") = (&mut icount, thread.0) {
+            // A thread per vCPU under icount: one of the parallel SMP modes
+            // (QEMU's round-robin refuses it), within what each accepts.
+            let auto = ic.contains("auto");
+            let mut modes = vec![",smp=global".to_string()];
+            if !auto && policy != "always" {
+                modes.push(",smp=local".into());
+                if icount_timers != Some("iothread") {
+                    for q in ["1us", "20us", "500us", "5ms"] {
+                        modes.push(format!(",smp=local,quantum={q}"));
+                    }
+                }
+            }
+            ic.push_str(&modes[rng.below(modes.len() as u64) as usize]);
         }
         // Round-robin (`single`, the default under icount): a hart spinning
         // at a barrier keeps the one thread until the 100 ms kick timer moves
@@ -515,6 +528,24 @@ impl Spec {
         if round_robin && smp > 2 && matches!(guest, Guest::IpiPingpong | Guest::TimerStorm) {
             for p in params.iter_mut().filter(|p| p.0 == 0) {
                 p.1 = p.1.min(4);
+            }
+        }
+        // Per-vCPU clocks with a quantum: every device access waits until
+        // the other vCPUs are past it, so with more harts than host cores a
+        // device storm crawls (`smp_timer_storm --smp 8` with its spinners
+        // storing to the UART: 5 of 12 interrupts in 60 s). Fewer accesses
+        // keep runs short: at most 300 storm iterations per hart, and the
+        // timer storm's spinners do not store.
+        let quantum = icount.as_deref().is_some_and(|i| i.contains("quantum"));
+        if quantum && smp > 2 {
+            match guest {
+                Guest::MmioStorm => {
+                    for p in params.iter_mut().filter(|p| p.0 == 0) {
+                        p.1 = p.1.min(300);
+                    }
+                }
+                Guest::TimerStorm => params.retain(|p| p.0 != 1),
+                _ => {}
             }
         }
         Spec {

@@ -50,7 +50,7 @@ use crate::accel::mttcg::park_while_paused;
 use crate::accel::vcpu::{
     ExecLock, Handoff, Step, Vcpu, VcpuStats, icount_limit, idle_wait, record, run_due_timers,
 };
-use crate::config::IcountSmp;
+use crate::config::{IcountSmp, IcountTimers};
 use crate::hw::machine::Machine;
 use crate::sync::kick::Waiter;
 use crate::target::riscv::hart::{DeviceOrder, Exit};
@@ -489,7 +489,18 @@ pub fn icount_vcpu_thread_fn(
 
 /// Run the VIRTUAL timers due now, if any, counting them and their
 /// lateness on `v`.
-fn due_timers(m: &Machine, handoff: &Handoff, waiter: &Waiter, v: &mut Vcpu<'_>) {
+fn due_timers<'a>(
+    m: &Machine,
+    handoff: &Handoff,
+    waiter: &Waiter,
+    lock: &mut ExecLock<'a>,
+    v: &mut Vcpu<'a>,
+) {
+    if m.config.icount_timers == IcountTimers::Iothread {
+        // The iothread runs them under the BQL (`--bql always`: this
+        // thread may hold it).
+        lock.release();
+    }
     let s = v.stats_mut();
     s.timers_run += run_due_timers(m, handoff, waiter, s) as u64;
 }
@@ -505,7 +516,7 @@ fn run_global<'a>(
 ) {
     loop {
         if icount_limit(m) == 0 {
-            due_timers(m, handoff, waiter, v);
+            due_timers(m, handoff, waiter, lock, v);
         }
         // Every vCPU runs until the one counter reaches the deadline, the
         // budget asked after the exit request is consumed (a new VIRTUAL
@@ -519,7 +530,7 @@ fn run_global<'a>(
             Step::Paused => park_while_paused(m, waiter, 1),
             Step::Finished => break,
         }
-        due_timers(m, handoff, waiter, v);
+        due_timers(m, handoff, waiter, lock, v);
     }
 }
 
@@ -554,7 +565,7 @@ fn run_free<'a>(
             Step::Finished => break,
         }
         advance_to_slowest(m, sched);
-        due_timers(m, handoff, waiter, v);
+        due_timers(m, handoff, waiter, lock, v);
     }
 }
 
