@@ -502,7 +502,7 @@ impl Spec {
             };
             (Some(format!("shift={shift},sleep={sleep}")), timers)
         };
-        let mut thread = THREAD_MODES[rng.below(THREAD_MODES.len() as u64) as usize];
+        let thread = THREAD_MODES[rng.below(THREAD_MODES.len() as u64) as usize];
         let mut icount = icount;
         if let (Some(ic), "multi") = (&mut icount, thread.0) {
             // A thread per vCPU under icount: one of the parallel SMP modes
