@@ -48,9 +48,9 @@ use crate::accel::Sched;
 use crate::accel::cpu::mark_vcpu_thread;
 use crate::accel::mttcg::park_while_paused;
 use crate::accel::vcpu::{
-    ExecLock, Handoff, Step, Vcpu, VcpuStats, icount_limit, idle_wait, record, run_due_timers,
+    ExecLock, Handoff, Step, Vcpu, VcpuStats, icount_limit, idle_wait, record, timers_now,
 };
-use crate::config::{IcountSmp, IcountTimers};
+use crate::config::IcountSmp;
 use crate::hw::machine::Machine;
 use crate::sync::kick::Waiter;
 use crate::target::riscv::hart::{DeviceOrder, Exit};
@@ -487,22 +487,19 @@ pub fn icount_vcpu_thread_fn(
     stats
 }
 
-/// Run the VIRTUAL timers due now, if any, counting them and their
-/// lateness on `v`.
-fn due_timers<'a>(
-    m: &Machine,
-    handoff: &Handoff,
-    waiter: &Waiter,
-    lock: &mut ExecLock<'a>,
-    v: &mut Vcpu<'a>,
-) {
-    if m.config.icount_timers == IcountTimers::Iothread {
-        // The iothread runs them under the BQL (`--bql always`: this
-        // thread may hold it).
-        lock.release();
+/// After a step of a thread per vCPU: wait while idle (the warp's timers
+/// counted on `v`) or paused. False once the machine is finished.
+fn wait_after(step: Step, m: &Machine, sched: &Sched, waiter: &Waiter, v: &mut Vcpu<'_>) -> bool {
+    match step {
+        Step::Ran(_) | Step::Yielded => {}
+        Step::Idle => {
+            let s = v.stats_mut();
+            s.timers_run += idle_wait(m, sched, waiter, &mut s.lateness_vns) as u64;
+        }
+        Step::Paused => park_while_paused(m, waiter, 1),
+        Step::Finished => return false,
     }
-    let s = v.stats_mut();
-    s.timers_run += run_due_timers(m, handoff, waiter, s) as u64;
+    true
 }
 
 /// `smp=global`.
@@ -516,21 +513,16 @@ fn run_global<'a>(
 ) {
     loop {
         if icount_limit(m) == 0 {
-            due_timers(m, handoff, waiter, lock, v);
+            timers_now(m, handoff, waiter, lock, v);
         }
         // Every vCPU runs until the one counter reaches the deadline, the
         // budget asked after the exit request is consumed (a new VIRTUAL
         // head kicks every vCPU: the budget then sees it).
-        match v.step_capped(u64::MAX, lock, &|| icount_limit(m)) {
-            Step::Ran(_) | Step::Yielded => {}
-            Step::Idle => {
-                let s = v.stats_mut();
-                s.timers_run += idle_wait(m, sched, waiter, &mut s.lateness_vns) as u64;
-            }
-            Step::Paused => park_while_paused(m, waiter, 1),
-            Step::Finished => break,
+        let step = v.step_capped(u64::MAX, lock, &|| icount_limit(m));
+        if !wait_after(step, m, sched, waiter, v) {
+            break;
         }
-        due_timers(m, handoff, waiter, lock, v);
+        timers_now(m, handoff, waiter, lock, v);
     }
 }
 
@@ -555,17 +547,12 @@ fn run_free<'a>(
         } else {
             insns_for(FREE_CHUNK_NS, shift)
         };
-        match v.step(limit, lock) {
-            Step::Ran(_) | Step::Yielded => {}
-            Step::Idle => {
-                let s = v.stats_mut();
-                s.timers_run += idle_wait(m, sched, waiter, &mut s.lateness_vns) as u64;
-            }
-            Step::Paused => park_while_paused(m, waiter, 1),
-            Step::Finished => break,
+        let step = v.step(limit, lock);
+        if !wait_after(step, m, sched, waiter, v) {
+            break;
         }
         advance_to_slowest(m, sched);
-        due_timers(m, handoff, waiter, lock, v);
+        timers_now(m, handoff, waiter, lock, v);
     }
 }
 

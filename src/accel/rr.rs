@@ -1,5 +1,5 @@
 //! `--accel tcg,thread=single`: one host thread runs every vCPU in turn
-//! (the default, and the only mode, under icount).
+//! (the default under icount: QEMU's round-robin, `smp=rr`).
 //!
 //! QEMU analogue: `accel/tcg/tcg-accel-ops-rr.c` (`rr_cpu_thread_fn`,
 //! `rr_kick_next_cpu`, `rr_wait_io_event`) and `icount_percpu_budget` in
@@ -57,10 +57,10 @@ use std::sync::atomic::Ordering;
 use crate::accel::cpu::{CpuShared, mark_rr_thread};
 use crate::accel::mttcg::park_while_paused;
 use crate::accel::vcpu::{
-    ExecLock, Handoff, Step, Vcpu, VcpuStats, icount_limit, idle_wait, run_due_timers,
+    ExecLock, Handoff, Step, Vcpu, VcpuStats, icount_limit, idle_wait, timers_now,
 };
 use crate::accel::{NO_VCPU, Sched};
-use crate::config::{IcountTimers, RrTurn};
+use crate::config::RrTurn;
 use crate::hw::machine::Machine;
 use crate::sync::kick::Waiter;
 use crate::target::riscv::hart::Exit;
@@ -125,23 +125,6 @@ fn kick_current(cpus: &[Arc<CpuShared>], sched: &Sched) {
             break;
         }
     }
-}
-
-/// Under icount, run the VIRTUAL timers that are due now and count them on
-/// `v`. With `--icount-timers iothread` the iothread runs them, under the
-/// BQL: this thread gives it up first.
-fn timers_now<'a>(
-    m: &Machine,
-    handoff: &Handoff,
-    waiter: &Waiter,
-    lock: &mut ExecLock<'a>,
-    v: &mut Vcpu<'a>,
-) {
-    if m.config.icount_timers == IcountTimers::Iothread {
-        lock.release();
-    }
-    let stats = v.stats_mut();
-    stats.timers_run += run_due_timers(m, handoff, waiter, stats) as u64;
 }
 
 /// Instructions a vCPU has added to icount so far (the budget's unit).

@@ -584,6 +584,24 @@ pub fn run_due_timers(
     }
 }
 
+/// Under icount, run the VIRTUAL timers that are due now and count them
+/// (and their lateness) on `v`. With `--icount-timers iothread` the iothread
+/// runs them, under the BQL: this thread gives it up first (under `--bql
+/// always` it may hold it).
+pub fn timers_now<'a>(
+    m: &Machine,
+    handoff: &Handoff,
+    waiter: &Waiter,
+    lock: &mut ExecLock<'a>,
+    v: &mut Vcpu<'a>,
+) {
+    if m.config.icount_timers == IcountTimers::Iothread {
+        lock.release();
+    }
+    let stats = v.stats_mut();
+    stats.timers_run += run_due_timers(m, handoff, waiter, stats) as u64;
+}
+
 /// QEMU's `icount_handle_deadline`: run the VIRTUAL timers when the nearest
 /// VIRTUAL deadline has been reached. As QEMU's `icount_notify_aio_contexts`
 /// it notifies the list first, which under icount kicks every vCPU (`run`
