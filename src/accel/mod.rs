@@ -18,6 +18,7 @@ pub mod cpu;
 pub mod icount_smp;
 #[cfg(not(loom))]
 pub mod mttcg;
+pub mod quantum;
 #[cfg(not(loom))]
 pub mod rr;
 #[cfg(not(loom))]

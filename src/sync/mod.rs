@@ -43,6 +43,36 @@ pub use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Orde
 #[cfg(loom)]
 pub use self::loom_parker::{Parker, Unparker};
 
+#[cfg(not(loom))]
+pub use parking_lot::{Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub use self::loom_mutex::{Mutex, MutexGuard};
+
+/// A mutex with parking_lot's interface (`lock` returns the guard) over
+/// loom's, for the models.
+#[cfg(loom)]
+mod loom_mutex {
+    /// See the module.
+    #[derive(Debug)]
+    pub struct Mutex<T>(loom::sync::Mutex<T>);
+
+    /// The guard of [`Mutex`].
+    pub type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        /// A mutex holding `t`.
+        pub fn new(t: T) -> Mutex<T> {
+            Mutex(loom::sync::Mutex::new(t))
+        }
+
+        /// Lock it (a model never poisons it).
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().expect("not poisoned")
+        }
+    }
+}
+
 #[cfg(loom)]
 mod loom_parker {
     use std::fmt;
