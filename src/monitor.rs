@@ -180,7 +180,8 @@ pub struct IcountInfo {
     pub auto: bool,
     /// Bias in ns (`qemu_icount_bias`).
     pub bias: i64,
-    /// Instructions counted so far, over all vCPUs (`icount_get_raw`).
+    /// Instructions counted so far, over all vCPUs (`icount_get_raw`; under
+    /// `smp=local`, the sum of the counts the vCPUs published).
     pub raw: i64,
 }
 
@@ -242,7 +243,16 @@ impl Vm for Machine {
                 .icount
                 .is_some_and(|c| c.shift == IcountShift::Auto),
             bias: ic.bias(),
-            raw: ic.get_raw(),
+            // smp=local: the one counter counts nothing (each vCPU has its
+            // own clock); the sum of what the vCPUs published instead.
+            raw: if self.clocks.local() {
+                self.cpus
+                    .iter()
+                    .map(|c| c.instret.load(std::sync::atomic::Ordering::Relaxed) as i64)
+                    .sum()
+            } else {
+                ic.get_raw()
+            },
         })
     }
 
