@@ -48,7 +48,8 @@ use crate::accel::cpu::mark_vcpu_thread;
 use crate::accel::mttcg::park_while_paused;
 use crate::accel::quantum::{Host, Wait};
 use crate::accel::vcpu::{
-    ExecLock, Handoff, Step, Vcpu, VcpuStats, icount_limit, idle_wait, record, timers_now,
+    ExecLock, Handoff, Step, Vcpu, VcpuStats, icount_limit, idle_wait, record, run_expired_at,
+    timers_now,
 };
 use crate::config::IcountSmp;
 use crate::hw::machine::Machine;
@@ -60,10 +61,11 @@ use crate::time::clock::ClockType;
 /// the next deadline on its own clock runs before it looks again.
 pub const FREE_CHUNK_NS: i64 = 100_000;
 
-/// Instructions that cover `ns` virtual ns at `shift`, rounded up (at
-/// least 1).
-fn insns_for(ns: i64, shift: u32) -> u64 {
-    (((ns.max(1) + (1i64 << shift) - 1) >> shift) as u64).max(1)
+/// Instructions that cover `ns` virtual ns, rounded up as QEMU rounds
+/// (`icount_round`), at least 1.
+fn insns_for(m: &Machine, ns: i64) -> u64 {
+    let ic = m.icount.as_ref().expect("icount");
+    ic.round(ns.max(1)).max(1) as u64
 }
 
 /// `smp=local,quantum=Q`: the protocol ([`crate::accel::quantum::Quantum`],
@@ -78,20 +80,29 @@ impl Quantum {
     /// The barrier for `m`'s vCPUs with quantum `q` ns, all running at
     /// virtual time 0.
     pub fn new(m: &Machine, q: u64) -> Arc<Quantum> {
-        let sleep = m.config.icount.is_some_and(|c| c.sleep);
-        let mut quantum = Quantum {
-            q: q as i64,
-            sleep,
-            proto: crate::accel::quantum::Quantum::new(m.cpus.len(), 0),
-        };
-        let first = MachineHost { m, q: &quantum }.next_boundary(0);
-        quantum.proto = crate::accel::quantum::Quantum::new(m.cpus.len(), first);
-        Arc::new(quantum)
+        let q = q as i64;
+        Arc::new(Quantum {
+            q,
+            sleep: m.config.icount.is_some_and(|c| c.sleep),
+            proto: crate::accel::quantum::Quantum::new(m.cpus.len(), quantum_end(m, q, 0)),
+        })
     }
 
     /// The quantum length in ns.
     pub fn quantum_ns(&self) -> i64 {
         self.q
+    }
+}
+
+/// The end of the quantum of `q` ns that starts at `t`: the next multiple
+/// of `q`, or the next VIRTUAL deadline if that comes first.
+fn quantum_end(m: &Machine, q: i64, t: i64) -> i64 {
+    let nq = (t / q + 1) * q;
+    let d = m.timers.get(ClockType::Virtual).deadline_ns(t);
+    if d > 0 {
+        nq.min(t.saturating_add(d))
+    } else {
+        nq
     }
 }
 
@@ -124,29 +135,18 @@ impl Host for MachineHost<'_> {
         if t > g {
             ic.add_bias(t - g);
         }
-        let vlist = self.m.timers.get(ClockType::Virtual);
-        if vlist.deadline_ns(t) != 0 {
+        if self.deadline(t) != 0 {
             return 0;
         }
-        let _bql = self.m.bql.lock_unless_held();
-        vlist.run_expired(t, &mut |exp| late((t - exp).max(0) as u64)) as u64
+        run_expired_at(self.m, t, late) as u64
     }
 
     fn apply_lines(&self, j: usize) -> u64 {
         self.m.cpus[j].apply_lines()
     }
 
-    /// The next multiple of Q, or the next VIRTUAL deadline if that comes
-    /// first.
     fn next_boundary(&self, t: i64) -> i64 {
-        let q = self.q.q;
-        let nq = (t / q + 1) * q;
-        let d = self.deadline(t);
-        if d > 0 {
-            nq.min(t.saturating_add(d))
-        } else {
-            nq
-        }
+        quantum_end(self.m, self.q.q, t)
     }
 
     fn machine_now(&self) -> i64 {
@@ -245,7 +245,7 @@ pub fn icount_vcpu_thread_fn(
             run_quantum(&m, o, &mut v, &mut lock, hart, shift)
         }
         (None, IcountSmp::Local { .. }) => {
-            run_free(&m, &sched, &mut v, &mut lock, &waiter, &handoff, shift)
+            run_free(&m, &sched, &mut v, &mut lock, &waiter, &handoff)
         }
         _ => run_global(&m, &sched, &mut v, &mut lock, &waiter, &handoff),
     }
@@ -304,7 +304,6 @@ fn run_free<'a>(
     lock: &mut ExecLock<'a>,
     waiter: &Waiter,
     handoff: &Handoff,
-    shift: u32,
 ) {
     let vlist = m.timers.get(ClockType::Virtual);
     loop {
@@ -313,9 +312,9 @@ fn run_free<'a>(
         let d = vlist.deadline_ns(g);
         let ahead = now - g;
         let limit = if d >= 0 && ahead < d {
-            insns_for(d - ahead, shift)
+            insns_for(m, d - ahead)
         } else {
-            insns_for(FREE_CHUNK_NS, shift)
+            insns_for(m, FREE_CHUNK_NS)
         };
         let step = v.step(limit, lock);
         if !wait_after(step, m, sched, waiter, v) {
@@ -381,7 +380,7 @@ fn run_quantum<'a>(
             }
             continue;
         }
-        let limit = insns_for(boundary - now, shift);
+        let limit = insns_for(m, boundary - now);
         if q.earliest_waiter(hart).is_some_and(|t| t < now) {
             // A vCPU waits for one this one has already passed.
             q.publish(h, hart, now);

@@ -193,10 +193,7 @@ impl Handoff {
         if !self.wait(m, waiter) {
             return 0;
         }
-        let h = stats
-            .handoff_ns
-            .get_or_insert_with(|| Histogram::new(3).expect("valid sigfig"));
-        let _ = h.record(t0.elapsed().as_nanos() as u64);
+        record(&mut stats.handoff_ns, t0.elapsed().as_nanos() as u64);
         stats.handoffs += 1;
         self.ran.swap(0, Ordering::Relaxed) as usize
     }
@@ -397,9 +394,7 @@ impl<'a> Vcpu<'a> {
                 } else {
                     &mut self.stats.kick_running_ns
                 };
-                let _ = h
-                    .get_or_insert_with(|| Histogram::new(3).expect("valid sigfig"))
-                    .record(ns.max(1));
+                record(h, ns.max(1));
             }
         }
     }
@@ -616,8 +611,17 @@ fn run_virtual_timers_if_due(m: &Machine, lateness: &mut Option<Histogram<u64>>)
         return 0;
     }
     list.notify();
+    run_expired_at(m, now, &mut |l| record(lateness, l))
+}
+
+/// Run the VIRTUAL timers expired at `now` under the BQL (unless this
+/// thread holds it), reporting how late each was (virtual ns) to `late`.
+/// Returns the callbacks run.
+pub fn run_expired_at(m: &Machine, now: i64, late: &mut dyn FnMut(u64)) -> usize {
     let _bql = m.bql.lock_unless_held();
-    list.run_expired(now, &mut |exp| record(lateness, (now - exp).max(0) as u64))
+    m.timers
+        .get(ClockType::Virtual)
+        .run_expired(now, &mut |exp| late((now - exp).max(0) as u64))
 }
 
 /// Wait while halted (QEMU's `qemu_wait_io_event` and, under icount, the
