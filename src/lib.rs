@@ -20,6 +20,8 @@
 // crossbeam's and std's types, not loom's.
 pub mod accel;
 #[cfg(not(loom))]
+pub mod cli;
+#[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
 pub mod host;
