@@ -1,9 +1,9 @@
 //! Facts about the host a result came from, recorded with every result.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Host facts for the run report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HostFacts {
     /// Logical CPUs available to this process.
     pub cores: usize,

@@ -24,6 +24,8 @@ pub mod cli;
 #[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
+pub mod experiment;
+#[cfg(not(loom))]
 pub mod host;
 #[cfg(not(loom))]
 pub mod hw;
