@@ -4,4 +4,6 @@
 //! runs the sweep as child processes and `vcpulab report` turns the stored
 //! runs into tables and plots. See `docs/experiments.md`.
 
+pub mod plot;
 pub mod record;
+pub mod report;
