@@ -274,6 +274,10 @@ pub fn render_svg(
         ys.push(0.0);
     }
     let (ylo, yhi) = padded(&ys, bars && !log_y);
+    // Room above the data for the legend (upper left, about 20 px a series
+    // of a plot area about 380 px high), so that it covers no point.
+    let legend = ((data.series.len() as f64 * 20.0 + 12.0) / 380.0).min(0.6);
+    let yhi = yhi + (yhi - ylo) * legend / (1.0 - legend);
     let y_axis = Axis {
         lo: ylo,
         hi: yhi,
@@ -460,8 +464,10 @@ fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
         } else {
             10.0
         };
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
+    // A tick on an end of the range stays, whatever the rounding of the
+    // division.
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
     (first..=last)
         .map(|k| {
             let t = k as f64 * step;
@@ -470,21 +476,30 @@ fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Ticks of a log10 axis (`lo`, `hi` are log10 values): the decades, and
-/// 2× and 5× when the range spans fewer than three.
+/// Ticks of a log10 axis (`lo`, `hi` are log10 values): the decades; with
+/// 2× and 5× when the range spans fewer than three; every multiple 1…9 when
+/// that still gives fewer than three ticks.
 fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let mut t = Vec::new();
-    let few = hi - lo < 3.0;
-    for d in (lo.floor() as i64)..=(hi.ceil() as i64) {
-        let d = d as f64;
-        t.push(d);
-        if few {
-            t.push(d + 2f64.log10());
-            t.push(d + 5f64.log10());
+    let ticks = |multiples: &[f64]| {
+        let mut t = Vec::new();
+        for d in (lo.floor() as i64)..=(hi.ceil() as i64) {
+            for m in multiples {
+                t.push(d as f64 + m.log10());
+            }
         }
+        t.retain(|v| *v >= lo && *v <= hi);
+        t
+    };
+    let t = if hi - lo >= 3.0 {
+        ticks(&[1.0])
+    } else {
+        ticks(&[1.0, 2.0, 5.0])
+    };
+    if t.len() >= 3 {
+        return t;
     }
-    t.retain(|v| *v >= lo && *v <= hi);
-    if t.len() < 2 { nice_ticks(lo, hi) } else { t }
+    let t = ticks(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    if t.len() >= 2 { t } else { nice_ticks(lo, hi) }
 }
 
 /// A linear axis over `lo..hi` with the given ticks (log scales are drawn
@@ -515,5 +530,165 @@ impl Ranged for Axis {
 
     fn range(&self) -> Range<f64> {
         self.lo..self.hi
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn rec(host: &str, config: &[(&str, &str)], value: Option<f64>, status: Status) -> RunRecord {
+        let config: BTreeMap<String, String> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut metrics = BTreeMap::new();
+        if let Some(v) = value {
+            metrics.insert("m".to_string(), v);
+        }
+        RunRecord {
+            experiment: "e".into(),
+            key: format!("{config:?}"),
+            config_id: format!("{config:?}"),
+            config,
+            backend: "vcpulab".into(),
+            rep: 0,
+            status,
+            reason: None,
+            exit_code: Some(0),
+            wall_ns: 1,
+            work: None,
+            throughput: None,
+            output_hash: "h".into(),
+            output_head: String::new(),
+            load: 0,
+            commit: "c".into(),
+            qemu_version: None,
+            host: RunHost {
+                hostname: host.into(),
+                cores: 4,
+                cpu_model: "cpu".into(),
+                kernel: "k".into(),
+            },
+            started_at: String::new(),
+            command: Vec::new(),
+            hist_log: None,
+            metrics,
+            report: None,
+        }
+    }
+
+    fn spec(x: &str, series: &[&str], kind: PlotKind, log_x: bool) -> PlotSpec {
+        PlotSpec {
+            metric: "m".into(),
+            x: x.into(),
+            series: series.iter().map(|s| s.to_string()).collect(),
+            title: None,
+            log_x,
+            log_y: false,
+            kind,
+            file: "f".into(),
+        }
+    }
+
+    #[test]
+    fn points_are_medians_per_series_and_x() {
+        let d = Status::Done;
+        let runs = vec![
+            rec("h", &[("smp", "2"), ("bql", "mmio")], Some(1.0), d),
+            rec("h", &[("smp", "2"), ("bql", "mmio")], Some(2.0), d),
+            rec("h", &[("smp", "2"), ("bql", "mmio")], Some(10.0), d),
+            rec("h", &[("smp", "10"), ("bql", "mmio")], Some(5.0), d),
+            rec("h", &[("smp", "2"), ("bql", "always")], Some(7.0), d),
+            rec(
+                "h",
+                &[("smp", "2"), ("bql", "always")],
+                Some(99.0),
+                Status::Failed,
+            ),
+            rec("h", &[("smp", "n/a"), ("bql", "n/a")], Some(3.0), d),
+        ];
+        let data = plot_data(&spec("smp", &["bql"], PlotKind::Line, true), &runs).unwrap();
+        assert_eq!(data.x, XScale::Numeric { log: true });
+        assert!(!data.several_hosts);
+        assert_eq!(data.notes, ["1 run with `smp` n/a left out."]);
+        let labels: Vec<&str> = data.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["bql=always", "bql=mmio"]);
+        let always = &data.series[0].points;
+        assert_eq!(always.len(), 1);
+        assert_eq!(always[0].stats.max, 7.0, "the failed run is left out");
+        let mmio = &data.series[1].points;
+        let xs: Vec<f64> = mmio.iter().map(|p| p.pos).collect();
+        assert_eq!(xs, [2.0, 10.0]);
+        assert_eq!(
+            (mmio[0].stats.median, mmio[0].stats.min, mmio[0].stats.max),
+            (2.0, 1.0, 10.0)
+        );
+
+        // Bars: categories, n/a last; hosts become series.
+        let mut two_hosts = runs.clone();
+        two_hosts.push(rec("other", &[("smp", "4"), ("bql", "mmio")], Some(1.0), d));
+        let data = plot_data(&spec("smp", &[], PlotKind::Bar, false), &two_hosts).unwrap();
+        assert_eq!(
+            data.x,
+            XScale::Categorical(vec!["2".into(), "4".into(), "10".into(), "n/a".into()])
+        );
+        assert!(data.several_hosts);
+        let labels: Vec<&str> = data.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["host=h", "host=other"]);
+        let svg = render_svg(&spec("smp", &[], PlotKind::Bar, false), &data, "m", "t").unwrap();
+        assert!(svg.contains("host=other"));
+    }
+
+    #[test]
+    fn scales_fall_back_and_missing_metrics_give_no_plot() {
+        let d = Status::Done;
+        let runs = vec![
+            rec("h", &[("load", "0")], Some(1.0), d),
+            rec("h", &[("load", "2")], Some(0.0), d),
+        ];
+        let mut s = spec("load", &[], PlotKind::Line, true);
+        s.log_y = true;
+        let data = plot_data(&s, &runs).unwrap();
+        assert_eq!(data.x, XScale::Numeric { log: false });
+        assert!(!data.log_y);
+        assert_eq!(data.notes.len(), 2, "{:?}", data.notes);
+        assert_eq!(data.series[0].label, "m");
+        render_svg(&s, &data, "m", "t").unwrap();
+
+        let words = vec![rec("h", &[("lock", "std")], Some(1.0), d)];
+        let data = plot_data(&spec("lock", &[], PlotKind::Line, true), &words).unwrap();
+        assert_eq!(data.x, XScale::Categorical(vec!["std".into()]));
+
+        s.metric = "absent".into();
+        assert!(plot_data(&s, &runs).is_none());
+        let failed = vec![rec("h", &[("load", "0")], Some(1.0), Status::Failed)];
+        assert!(plot_data(&spec("load", &[], PlotKind::Line, false), &failed).is_none());
+    }
+
+    #[test]
+    fn ticks() {
+        assert_eq!(nice_ticks(0.0, 10.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let t = nice_ticks(-0.3, 0.3);
+        assert_eq!(t.len(), 7, "{t:?}");
+        assert_eq!(t[3], 0.0);
+        assert!(
+            t.iter()
+                .zip(-3..=3)
+                .all(|(v, k)| (v - f64::from(k) * 0.1).abs() < 1e-12)
+        );
+        assert_eq!(nice_ticks(0.0, 1e6), [0.0, 2e5, 4e5, 6e5, 8e5, 1e6]);
+        assert_eq!(log_ticks(0.0, 3.0), [0.0, 1.0, 2.0, 3.0]);
+        let t = log_ticks(3.0, 3.5);
+        assert!(t.len() >= 3 && t[0] == 3.0, "{t:?}");
+        let a = Axis {
+            lo: 0.0,
+            hi: 10.0,
+            ticks: vec![],
+        };
+        assert_eq!(a.map(&5.0, (0, 100)), 50);
+        assert_eq!(a.map(&0.0, (400, 0)), 400);
     }
 }

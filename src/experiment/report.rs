@@ -514,8 +514,15 @@ fn round_sig3(v: f64) -> f64 {
     (v * scale).round() / scale
 }
 
-/// Three significant digits, an integer below 1000 without decimals.
+/// Three significant digits; an integer below 1000 without decimals.
 fn format_sig3(v: f64) -> String {
+    format_sig3_with(v, false)
+}
+
+/// Three significant digits; `keep_zeros`: trailing zeros kept (`1.00`, for
+/// a value scaled by a prefix or a unit), else an integer below 1000 has no
+/// decimals (`2`).
+fn format_sig3_with(v: f64, keep_zeros: bool) -> String {
     if !v.is_finite() {
         return v.to_string();
     }
@@ -523,7 +530,7 @@ fn format_sig3(v: f64) -> String {
     if r == 0.0 {
         return "0".into();
     }
-    if r.fract() == 0.0 && r.abs() < 1000.0 {
+    if !keep_zeros && r.fract() == 0.0 && r.abs() < 1000.0 {
         return format!("{r:.0}");
     }
     let mag = r.abs().log10().floor() as i32;
@@ -552,7 +559,7 @@ pub fn format_si(v: f64) -> String {
     }
     match prefix {
         None => format_sig3(r),
-        Some(p) => format!("{} {p}", format_sig3(scaled)),
+        Some(p) => format!("{} {p}", format_sig3_with(scaled, true)),
     }
 }
 
@@ -566,11 +573,11 @@ pub fn format_duration_ns(ns: f64) -> String {
     if a < 1e3 {
         format!("{} ns", format_sig3(r))
     } else if a < 1e6 {
-        format!("{} µs", format_sig3(r / 1e3))
+        format!("{} µs", format_sig3_with(r / 1e3, true))
     } else if a < 1e9 {
-        format!("{} ms", format_sig3(r / 1e6))
+        format!("{} ms", format_sig3_with(r / 1e6, true))
     } else {
-        format!("{} s", format_sig3(r / 1e9))
+        format!("{} s", format_sig3_with(r / 1e9, true))
     }
 }
 
@@ -580,11 +587,14 @@ fn format_bytes(b: f64) -> String {
     if a < 1024.0 {
         format!("{} B", format_sig3(b))
     } else if a < 1024.0 * 1024.0 {
-        format!("{} KiB", format_sig3(b / 1024.0))
+        format!("{} KiB", format_sig3_with(b / 1024.0, true))
     } else if a < 1024.0 * 1024.0 * 1024.0 {
-        format!("{} MiB", format_sig3(b / (1024.0 * 1024.0)))
+        format!("{} MiB", format_sig3_with(b / (1024.0 * 1024.0), true))
     } else {
-        format!("{} GiB", format_sig3(b / (1024.0 * 1024.0 * 1024.0)))
+        format!(
+            "{} GiB",
+            format_sig3_with(b / (1024.0 * 1024.0 * 1024.0), true)
+        )
     }
 }
 
@@ -887,7 +897,7 @@ fn write_status(md: &mut String, records: &[RunRecord]) {
     list.sort_by(|((sa, ra), na), ((sb, rb), nb)| {
         sa.cmp(sb).then(nb.cmp(na)).then_with(|| ra.cmp(rb))
     });
-    let _ = writeln!(md, "Runs that did not finish, by reason:\n");
+    let _ = writeln!(md, "Runs that did not complete, by reason:\n");
     for ((s, reason), n) in list {
         let _ = writeln!(md, "- {} ×{n}: {}", all[s].as_str(), reason);
     }
@@ -926,19 +936,21 @@ fn write_tables(
         write_host_table(md, spec, axes, groups);
     }
     if records.iter().any(|r| is_qemu(&r.backend)) {
-        let axes_list = if spec.not_for_qemu.is_empty() {
-            "No axis of this experiment is specific to vcpulab.".to_string()
-        } else {
-            let names: Vec<String> = spec.not_for_qemu.iter().map(|a| format!("`{a}`")).collect();
-            format!(
-                "The axes {} do not apply to QEMU: QEMU rows show n/a there.",
-                names.join(", ")
-            )
+        let axes_list = match spec.not_for_qemu.as_slice() {
+            [] => "No axis of this experiment is specific to vcpulab.".to_string(),
+            [one] => format!("The axis `{one}` does not apply to QEMU: QEMU rows show n/a there."),
+            many => {
+                let names: Vec<String> = many.iter().map(|a| format!("`{a}`")).collect();
+                format!(
+                    "The axes {} do not apply to QEMU: QEMU rows show n/a there.",
+                    names.join(", ")
+                )
+            }
         };
         let _ = writeln!(
             md,
-            "QEMU rows: {axes_list} QEMU rows have no instruction counts, and their throughput \
-             is the guest's reported work per wall second (process start-up included).\n"
+            "{axes_list} QEMU rows have no instruction counts, and their throughput is the \
+             guest's reported work per wall second (process start-up included).\n"
         );
     }
 }
@@ -1183,5 +1195,77 @@ fn write_bql_sites(
              holds.\n"
         );
         md.push_str(&out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_percentiles() {
+        assert_eq!(median(&[1.0, 2.0, 10.0]), Some(2.0));
+        assert_eq!(median(&[10.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN]), None);
+        let s = Stats::of(&[5.0, 1.0, 4.0, 2.0, 3.0]).unwrap();
+        assert_eq!((s.n, s.min, s.max, s.median), (5, 1.0, 5.0, 3.0));
+        assert_eq!((s.p25, s.p75), (2.0, 4.0));
+        assert_eq!(s.spread(), (2.0, 4.0, true));
+        let s = Stats::of(&[1.0, 2.0, 3.0, 7.0]).unwrap();
+        assert_eq!(s.p25, 1.75);
+        assert_eq!(s.spread(), (1.0, 7.0, false));
+    }
+
+    #[test]
+    fn numbers_are_written_readably() {
+        let cases = [
+            ("throughput", 1_234_567.0, "1.23 M"),
+            ("throughput", 2.0e6, "2.00 M"),
+            ("throughput", 999.7, "1.00 k"),
+            ("throughput", -2500.0, "-2.50 k"),
+            ("throughput", 3.2e12, "3.20 T"),
+            ("vcpu_spread", 2.0, "2"),
+            ("vcpu_spread", 12.34, "12.3"),
+            ("vcpu_spread", 0.1234, "0.123"),
+            ("vcpu_spread", 0.000012, "1.20e-5"),
+            ("vcpu_spread", 0.0, "0"),
+            ("bql.wait_ns.p99", 456_000.0, "456 µs"),
+            ("bql.wait_ns.p99", 789.0, "789 ns"),
+            ("icount_smp.drift_ns", 1.5e9, "1.50 s"),
+            ("wall_ns", 2.5e6, "2.50 ms"),
+            ("wall_s", 1.5, "1.50 s"),
+            ("timers.lateness_ns.count", 1500.0, "1.50 k"),
+            ("peak_rss_bytes", 1_048_576.0, "1.00 MiB"),
+            ("peak_rss_bytes", 512.0, "512 B"),
+        ];
+        for (name, v, want) in cases {
+            assert_eq!(format_metric(name, v), want, "{name} {v}");
+        }
+    }
+
+    #[test]
+    fn values_sort_numbers_first_then_words_then_na() {
+        let mut v = vec!["n/a", "mmio", "10", "2", "always", "1.5"];
+        v.sort_by(|a, b| cmp_values(a, b));
+        assert_eq!(v, ["1.5", "2", "10", "always", "mmio", "n/a"]);
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files_and_names_the_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        atomic_write(&p, b"first").unwrap();
+        atomic_write(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let missing = dir.path().join("no/such/dir/b.txt");
+        let err = atomic_write(&missing, b"x").unwrap_err();
+        assert!(matches!(&err, ReportError::Io { path, .. } if *path == missing));
+        assert!(err.to_string().starts_with(&missing.display().to_string()));
     }
 }
