@@ -220,7 +220,7 @@ fn summary_has_the_facts_and_one_table_per_host() {
     assert!(md.contains("vcpulab experiment experiments/bql.toml"));
     assert!(md.contains("`abc1234` (38 runs)"), "{md}");
     assert!(
-        md.contains("started between 2026-12-01T10:05:00Z and 2026-12-01T10:24:00Z"),
+        md.contains("started between 2026-12-01T10:05:00Z and 2026-12-01T10:24:00Z (19 min 0 s)"),
         "{md}"
     );
     assert!(
@@ -327,7 +327,7 @@ fn summary_has_the_facts_and_one_table_per_host() {
     );
     assert!(md.contains("bars span min–max"), "{md}");
     assert!(
-        md.contains("Plot `missing` skipped: no run has the metric `no.such.metric`."),
+        md.contains("Plot `missing` skipped: no done run has the metric `no.such.metric`."),
         "{md}"
     );
     assert!(!dir.path().join("plots/missing.svg").exists());
@@ -553,4 +553,26 @@ fn an_empty_set_of_runs_still_gives_a_report() {
     assert!(files.plots.is_empty());
     let csv = read(&files.csv);
     assert_eq!(csv.lines().count(), 1, "{csv}");
+}
+
+#[test]
+fn a_table_with_both_spreads_marks_the_iqr_cells() {
+    let h = host("solo", 4);
+    let mut recs: Vec<RunRecord> = (0..3)
+        .map(|rep| run(&h, 1, "mmio", "vcpulab", rep, f64::from(rep + 1)))
+        .collect();
+    recs.extend((0..5).map(|rep| run(&h, 2, "mmio", "vcpulab", rep, f64::from(rep + 1) * 10.0)));
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_report(dir.path(), &spec(), &recs).unwrap();
+    let md = read(&files.summary);
+    assert!(md.contains("| work/s median | work/s spread |"), "{md}");
+    assert!(md.contains("| 1 | mmio | vcpulab | 3 | 2 | 1–3 |"), "{md}");
+    assert!(
+        md.contains("| 2 | mmio | vcpulab | 5 | 30 | IQR 20–40 |"),
+        "{md}"
+    );
+    // No QEMU rows, no QEMU sentence; one host, no oversubscription.
+    assert!(!md.contains("QEMU rows"), "{md}");
+    assert!(!md.contains("Oversubscribed"), "{md}");
+    assert!(md.contains("bar heights are medians over the done runs, whiskers span min–max"));
 }

@@ -195,7 +195,7 @@ pub fn write_report(
     spec: &ReportSpec,
     records: &[RunRecord],
 ) -> Result<ReportFiles, ReportError> {
-    let records = sorted_records(records);
+    let sorted = sorted_records(records);
     let plots_dir = out.join("plots");
     std::fs::create_dir_all(&plots_dir).map_err(|source| ReportError::Io {
         path: plots_dir.clone(),
@@ -212,7 +212,7 @@ pub fn write_report(
         }
         let path = plots_dir.join(format!("{}.svg", p.file));
         let label = metric_label(spec, &p.metric);
-        match plot::plot_data(p, &records) {
+        match plot::plot_data(p, records) {
             None => plot_sections.push(PlotSection::Skipped(p.clone())),
             Some(data) => {
                 let title = plot_title(p, &label);
@@ -236,10 +236,10 @@ pub fn write_report(
     }
 
     let csv_path = out.join("runs.csv");
-    write_csv(&csv_path, spec, &records)?;
+    write_sorted_csv(&csv_path, spec, &sorted)?;
 
     let summary_path = out.join("summary.md");
-    let md = summary_markdown(spec, &records, &plot_sections);
+    let md = summary_markdown(spec, &sorted, &plot_sections);
     atomic_write(&summary_path, md.as_bytes())?;
 
     Ok(ReportFiles {
@@ -281,12 +281,20 @@ const CSV_FIXED: [&str; 16] = [
 /// are left out, as they hold the same value as the column of that name.
 /// Rows are in a fixed order (host, configuration, repetition, key).
 pub fn write_csv(path: &Path, spec: &ReportSpec, records: &[RunRecord]) -> Result<(), ReportError> {
-    let records = sorted_records(records);
+    write_sorted_csv(path, spec, &sorted_records(records))
+}
+
+/// [`write_csv`] of records in their final order.
+fn write_sorted_csv(
+    path: &Path,
+    spec: &ReportSpec,
+    records: &[&RunRecord],
+) -> Result<(), ReportError> {
     let csv_err = |source| ReportError::Csv {
         path: path.to_path_buf(),
         source,
     };
-    let axes = all_axes(spec, &records);
+    let axes = all_axes(spec, records);
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut header: Vec<&str> = Vec::new();
     for name in ["experiment", "key", "config_id"]
@@ -312,7 +320,7 @@ pub fn write_csv(path: &Path, spec: &ReportSpec, records: &[RunRecord]) -> Resul
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(header.iter().chain(&fixed).chain(&metric_cols))
         .map_err(csv_err)?;
-    for r in &records {
+    for r in records {
         let mut row: Vec<String> = vec![r.experiment.clone(), r.key.clone(), r.config_id.clone()];
         for a in &header[3..3 + axis_cols] {
             row.push(r.config.get(*a).cloned().unwrap_or_default());
@@ -603,8 +611,8 @@ fn format_bytes(b: f64) -> String {
 
 /// The records in a fixed order, whatever the input's: host, configuration,
 /// repetition, key.
-fn sorted_records(records: &[RunRecord]) -> Vec<RunRecord> {
-    let mut v = records.to_vec();
+fn sorted_records(records: &[RunRecord]) -> Vec<&RunRecord> {
+    let mut v: Vec<&RunRecord> = records.iter().collect();
     v.sort_by(|a, b| {
         a.host
             .cmp(&b.host)
@@ -618,7 +626,7 @@ fn sorted_records(records: &[RunRecord]) -> Vec<RunRecord> {
 
 /// The axes of the tables: `spec.axes`, then the other config keys of the
 /// records, sorted.
-fn all_axes(spec: &ReportSpec, records: &[RunRecord]) -> Vec<String> {
+fn all_axes(spec: &ReportSpec, records: &[&RunRecord]) -> Vec<String> {
     let mut axes = spec.axes.clone();
     let extra: BTreeSet<&String> = records
         .iter()
@@ -664,10 +672,10 @@ impl ConfigGroup<'_> {
 /// of their axis values.
 fn by_host<'a>(
     axes: &[String],
-    records: &'a [RunRecord],
+    records: &[&'a RunRecord],
 ) -> BTreeMap<&'a RunHost, Vec<ConfigGroup<'a>>> {
     let mut hosts: BTreeMap<&RunHost, BTreeMap<&str, ConfigGroup>> = BTreeMap::new();
-    for r in records {
+    for &r in records {
         hosts
             .entry(&r.host)
             .or_default()
@@ -728,7 +736,7 @@ enum PlotSection {
 }
 
 /// The whole `summary.md` for sorted `records`.
-fn summary_markdown(spec: &ReportSpec, records: &[RunRecord], plots: &[PlotSection]) -> String {
+fn summary_markdown(spec: &ReportSpec, records: &[&RunRecord], plots: &[PlotSection]) -> String {
     let mut md = String::new();
     let axes = all_axes(spec, records);
     let hosts = by_host(&axes, records);
@@ -750,7 +758,7 @@ fn summary_markdown(spec: &ReportSpec, records: &[RunRecord], plots: &[PlotSecti
 }
 
 /// Commits, QEMU versions, time span.
-fn write_provenance(md: &mut String, records: &[RunRecord]) {
+fn write_provenance(md: &mut String, records: &[&RunRecord]) {
     let _ = writeln!(md, "## Runs\n");
     if records.is_empty() {
         let _ = writeln!(md, "No runs recorded.\n");
@@ -785,9 +793,50 @@ fn write_provenance(md: &mut String, records: &[RunRecord]) {
         .filter(|s| !s.is_empty())
         .collect();
     if let (Some(first), Some(last)) = (starts.first(), starts.last()) {
-        let _ = writeln!(md, "- started between {first} and {last}");
+        let span = match (utc_seconds(first), utc_seconds(last)) {
+            (Some(a), Some(b)) => format!(" ({})", format_span(b - a)),
+            _ => String::new(),
+        };
+        let _ = writeln!(md, "- started between {first} and {last}{span}");
     }
     md.push('\n');
+}
+
+/// Seconds since 1970 of an RFC 3339 time in UTC (`2026-12-01T13:45:07.123Z`
+/// or with `+00:00`); `None` for another form.
+fn utc_seconds(t: &str) -> Option<f64> {
+    let t = t.strip_suffix('Z').or_else(|| t.strip_suffix("+00:00"))?;
+    let (date, time) = t.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut hms = time.splitn(3, ':');
+    let h: i64 = hms.next()?.parse().ok()?;
+    let min: i64 = hms.next()?.parse().ok()?;
+    let sec: f64 = hms.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + min * 60) as f64 + sec)
+}
+
+/// A time span for a person: `42 s`, `12 min 3 s`, `2 h 5 min`, `3 d 4 h`.
+fn format_span(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0 => "under a second".into(),
+        1..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
 }
 
 /// The host facts and the oversubscription lines.
@@ -860,7 +909,7 @@ fn oversubscription_line(h: &RunHost, groups: &[ConfigGroup]) -> Option<String> 
 
 /// Run counts by status and the grouped reasons of the runs that did not
 /// finish.
-fn write_status(md: &mut String, records: &[RunRecord]) {
+fn write_status(md: &mut String, records: &[&RunRecord]) {
     if records.is_empty() {
         return;
     }
@@ -910,7 +959,7 @@ fn write_tables(
     spec: &ReportSpec,
     axes: &[String],
     hosts: &BTreeMap<&RunHost, Vec<ConfigGroup>>,
-    records: &[RunRecord],
+    records: &[&RunRecord],
 ) {
     if hosts.is_empty() {
         return;
@@ -1034,7 +1083,7 @@ fn write_plots(md: &mut String, plots: &[PlotSection]) {
             PlotSection::Skipped(s) => {
                 let _ = writeln!(
                     md,
-                    "Plot `{}` skipped: no run has the metric `{}`.\n",
+                    "Plot `{}` skipped: no done run has the metric `{}`.\n",
                     s.file, s.metric
                 );
             }
@@ -1058,11 +1107,14 @@ fn write_plots(md: &mut String, plots: &[PlotSection]) {
                 } else {
                     format!("{label} (`{}`)", spec.metric)
                 };
-                let mut caption = format!(
-                    "*{metric} against `{}`, {series}{hosts}; points are medians over the done \
-                     runs, bars span min–max.",
-                    spec.x
-                );
+                let marks = match spec.kind {
+                    PlotKind::Line => "points are medians over the done runs, bars span min–max",
+                    PlotKind::Bar => {
+                        "bar heights are medians over the done runs, whiskers span min–max"
+                    }
+                };
+                let mut caption =
+                    format!("*{metric} against `{}`, {series}{hosts}; {marks}.", spec.x);
                 for n in notes {
                     caption.push(' ');
                     caption.push_str(n);
@@ -1242,6 +1294,23 @@ mod tests {
         for (name, v, want) in cases {
             assert_eq!(format_metric(name, v), want, "{name} {v}");
         }
+    }
+
+    #[test]
+    fn time_spans() {
+        assert_eq!(utc_seconds("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(utc_seconds("2000-03-01T00:00:00Z"), Some(951_868_800.0));
+        assert_eq!(
+            utc_seconds("2026-12-01T13:45:07.5+00:00"),
+            Some(1_796_132_707.5)
+        );
+        assert_eq!(utc_seconds("2026-12-01 13:45:07"), None);
+        assert_eq!(utc_seconds("2026-13-01T00:00:00Z"), None);
+        assert_eq!(format_span(0.2), "under a second");
+        assert_eq!(format_span(42.0), "42 s");
+        assert_eq!(format_span(723.0), "12 min 3 s");
+        assert_eq!(format_span(7500.0), "2 h 5 min");
+        assert_eq!(format_span(3.0 * 86_400.0 + 4.0 * 3600.0), "3 d 4 h");
     }
 
     #[test]
