@@ -576,3 +576,21 @@ fn a_table_with_both_spreads_marks_the_iqr_cells() {
     assert!(!md.contains("Oversubscribed"), "{md}");
     assert!(md.contains("bar heights are medians over the done runs, whiskers span min–max"));
 }
+
+#[test]
+fn bad_plot_files_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s.plots[1].file = "../escape".into();
+    let err = write_report(dir.path(), &s, &records()).unwrap_err();
+    assert!(matches!(err, ReportError::PlotFile { ref file } if file == "../escape"));
+    assert!(err.to_string().contains("\"../escape\""), "{err}");
+    let mut s = spec();
+    s.plots[1].file = s.plots[0].file.clone();
+    let err = write_report(dir.path(), &s, &records()).unwrap_err();
+    assert!(
+        matches!(err, ReportError::DuplicatePlotFile { .. }),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -505,7 +505,7 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
 /// A linear axis over `lo..hi` with the given ticks (log scales are drawn
 /// on it as log10 values).
 #[derive(Clone, Debug)]
-pub struct Axis {
+struct Axis {
     lo: f64,
     hi: f64,
     ticks: Vec<f64>,

@@ -141,8 +141,14 @@ pub enum ReportError {
         message: String,
     },
     /// A plot's file stem is not a plain file name.
-    #[error("plot file {file:?}: expected a file name without '/' or '..'")]
+    #[error("plot file {file:?}: expected a non-empty file name without '/' or '..'")]
     PlotFile {
+        /// The file stem as given.
+        file: String,
+    },
+    /// Two plots would write the same file.
+    #[error("plot file {file:?}: given to more than one plot; expected one file per plot")]
+    DuplicatePlotFile {
         /// The file stem as given.
         file: String,
     },
@@ -195,6 +201,7 @@ pub fn write_report(
     spec: &ReportSpec,
     records: &[RunRecord],
 ) -> Result<ReportFiles, ReportError> {
+    check_plot_files(spec)?;
     let sorted = sorted_records(records);
     let plots_dir = out.join("plots");
     std::fs::create_dir_all(&plots_dir).map_err(|source| ReportError::Io {
@@ -205,11 +212,6 @@ pub fn write_report(
     let mut plot_paths = Vec::new();
     let mut plot_sections = Vec::new();
     for p in &spec.plots {
-        if p.file.is_empty() || p.file.contains('/') || p.file.contains("..") {
-            return Err(ReportError::PlotFile {
-                file: p.file.clone(),
-            });
-        }
         let path = plots_dir.join(format!("{}.svg", p.file));
         let label = metric_label(spec, &p.metric);
         match plot::plot_data(p, records) {
@@ -247,6 +249,25 @@ pub fn write_report(
         csv: csv_path,
         plots: plot_paths,
     })
+}
+
+/// Checks, before anything is written, that every plot's file stem is a
+/// plain file name and no two plots share one.
+fn check_plot_files(spec: &ReportSpec) -> Result<(), ReportError> {
+    let mut seen = BTreeSet::new();
+    for p in &spec.plots {
+        if p.file.is_empty() || p.file.contains('/') || p.file.contains("..") {
+            return Err(ReportError::PlotFile {
+                file: p.file.clone(),
+            });
+        }
+        if !seen.insert(p.file.as_str()) {
+            return Err(ReportError::DuplicatePlotFile {
+                file: p.file.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The fixed columns of `runs.csv` after the axes.
