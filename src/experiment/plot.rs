@@ -396,6 +396,9 @@ pub fn render_svg(
             for p in &s.points {
                 let x = x_at(p);
                 let (lo, hi) = (ty(p.stats.min), ty(p.stats.max));
+                if lo == hi {
+                    continue;
+                }
                 chart
                     .draw_series([PathElement::new(
                         vec![(x, lo), (x, hi)],
