@@ -11,11 +11,11 @@
 //! The x axis is numeric when every x value is a number (and the plot is a
 //! line plot): then runs whose x is `n/a` are left out, and a log scale is
 //! possible. Otherwise x values are categories, ordered by
-//! [`cmp_values`](super::report::cmp_values) (numbers by value, then words,
+//! [`cmp_values`] (numbers by value, then words,
 //! `n/a` last). A log scale asked for values that are not all positive falls
 //! back to a linear one; every such decision becomes a note of the caption.
 //!
-//! The axes are one small coordinate type ([`Axis`]) on which both linear and
+//! The axes are one small coordinate type (`Axis`) on which both linear and
 //! log scales are linear: log values are plotted as their log10, with tick
 //! labels that give the value back.
 

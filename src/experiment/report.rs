@@ -992,7 +992,8 @@ fn write_tables(
          figure (min–max below {IQR_MIN_RUNS} runs, p25–p75 from {IQR_MIN_RUNS} on: the header \
          says which, \"IQR\" marks p25–p75 cells where a table has both), and `outputs`, the \
          number of distinct guest outputs (1: deterministic). Numbers have three significant \
-         digits and SI prefixes (k, M, G); `*_ns` figures are durations (ns, µs, ms, s).\n"
+         digits and SI prefixes (k, M, G); figures named `*_ns` or `*_s` are durations (ns, µs, \
+         ms, s), `*_bytes` sizes (KiB, MiB).\n"
     );
     for (h, groups) in hosts {
         let _ = writeln!(
