@@ -817,7 +817,14 @@ mod tests {
             .unwrap();
         assert_eq!(
             a[9..],
-            s(&["-kernel", "g.elf", "-smp", "2", "-accel", "tcg,thread=multi"])
+            s(&[
+                "-kernel",
+                "g.elf",
+                "-smp",
+                "2",
+                "-accel",
+                "tcg,thread=multi"
+            ])
         );
     }
 
@@ -864,7 +871,14 @@ mod tests {
 
     #[test]
     fn not_for_qemu_names_run_options() {
-        for o in ["bql", "kick", "compat", "stats", "hist-log", "icount-timers"] {
+        for o in [
+            "bql",
+            "kick",
+            "compat",
+            "stats",
+            "hist-log",
+            "icount-timers",
+        ] {
             assert!(NOT_FOR_QEMU.contains(&o), "{o}");
         }
         // Those QEMU has are translated, not n/a.
