@@ -24,10 +24,13 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use vcpulab::qemu::{Qemu, QemuGuestRun, QemuVersion};
 
 struct Variant {
     label: String,
-    qemu: bool,
+    /// QEMU 10.0's row: this run's `--icount` (vcpulab's spelling, translated by the
+    /// library's QEMU runner); vcpulab's rows: `None`.
+    qemu: Option<String>,
     args: Vec<String>,
 }
 
@@ -44,49 +47,59 @@ fn variants(shift: u64) -> Vec<Variant> {
     let mut v = vec![
         Variant {
             label: "rr".into(),
-            qemu: false,
+            qemu: None,
             args: vec!["--icount".into(), ic("")],
         },
         Variant {
             label: "global".into(),
-            qemu: false,
+            qemu: None,
             args: multi(ic(",smp=global")),
         },
         Variant {
             label: "local".into(),
-            qemu: false,
+            qemu: None,
             args: multi(ic(",smp=local")),
         },
     ];
     for q in ["1us", "10us", "100us", "1ms", "10ms"] {
         v.push(Variant {
             label: format!("local,quantum={q}"),
-            qemu: false,
+            qemu: None,
             args: multi(ic(&format!(",smp=local,quantum={q}"))),
         });
     }
     v.push(Variant {
         label: "no icount (MTTCG)".into(),
-        qemu: false,
+        qemu: None,
         args: vec![],
     });
     v.push(Variant {
         label: "QEMU 10.0 rr".into(),
-        qemu: true,
-        args: vec!["-icount".into(), ic("")],
+        qemu: Some(ic("")),
+        // In vcpulab's spelling, as the other rows (the run translates it).
+        args: vec!["--icount".into(), ic("")],
     });
     v
 }
 
 /// One run: (wall s, report or Null). Panics if the guest's output is wrong.
-fn run(v: &Variant, iters: u64, limit: Duration, checksum: &mut Option<String>) -> (f64, Value) {
+fn run(
+    v: &Variant,
+    qemu: Option<&Qemu>,
+    iters: u64,
+    limit: Duration,
+    checksum: &mut Option<String>,
+) -> (f64, Value) {
     let elf = repo_root().join("guests/build/smp_compute.elf");
-    let (out, stats) = if v.qemu {
-        let mut a = qemu_args_params(&elf.display().to_string(), &[(0, iters)], &["-smp", "2"]);
-        a.extend(v.args.iter().cloned());
-        let bin = std::path::PathBuf::from("qemu-system-riscv64-10.0");
+    let (out, stats) = if let Some(icount) = &v.qemu {
+        let q = qemu.expect("QEMU rows run only with QEMU 10.0 resolved");
+        let run = QemuGuestRun::new(&elf)
+            .smp("2")
+            .params(&[(0, iters)])
+            .icount(icount);
+        let a = q.guest_args(&run).expect("QEMU arguments");
         (
-            run_process(&bin, &a, limit).expect("spawn QEMU 10.0"),
+            run_process(&q.bin, &a, limit).expect("spawn QEMU 10.0"),
             Value::Null,
         )
     } else {
@@ -120,17 +133,17 @@ fn main() {
     let shift: u64 = env_knob("SHIFT", 0);
     let limit = Duration::from_secs(env_knob("TIME_LIMIT_S", 120));
     let host = Host::collect(true);
-    let qemu_ok = std::process::Command::new("qemu-system-riscv64-10.0")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let qemu = match QemuVersion::V10_0.resolve() {
+        Ok(q) => Some(q),
+        Err(e) => {
+            println!("QEMU 10.0's row is skipped: {e}");
+            None
+        }
+    };
     let vs: Vec<Variant> = variants(shift)
         .into_iter()
-        .filter(|v| !v.qemu || qemu_ok)
+        .filter(|v| v.qemu.is_none() || qemu.is_some())
         .collect();
-    if !qemu_ok {
-        println!("QEMU 10.0 not found (qemu-system-riscv64-10.0): its row is skipped");
-    }
     println!(
         "2 vCPUs, smp_compute iters={iters}, shift={shift}, {reps} rounds; {}",
         oversubscription(3, 2, host.facts.cores)
@@ -141,7 +154,7 @@ fn main() {
     for r in 0..reps.min(3) {
         for k in 0..vs.len() {
             let i = (k + r) % vs.len();
-            startup[i].push(run(&vs[i], 1, limit, &mut checksum).0);
+            startup[i].push(run(&vs[i], qemu.as_ref(), 1, limit, &mut checksum).0);
         }
     }
     let mut walls: Vec<Vec<f64>> = vec![Vec::new(); vs.len()];
@@ -149,7 +162,7 @@ fn main() {
     for r in 0..reps {
         for k in 0..vs.len() {
             let i = (k + r) % vs.len();
-            let (w, s) = run(&vs[i], iters, limit, &mut checksum);
+            let (w, s) = run(&vs[i], qemu.as_ref(), iters, limit, &mut checksum);
             walls[i].push(w);
             reports[i].push(s);
         }
@@ -188,7 +201,7 @@ fn main() {
         });
         let inv = med(&|r| s(r)["inversions"]["count"].as_f64().unwrap_or(0.0));
         let drift = med(&|r| s(r)["drift_ns"].as_f64().unwrap_or(0.0)) / 1e6;
-        let has_report = !v.qemu && !reports[i][0]["icount_smp"].is_null();
+        let has_report = v.qemu.is_none() && !reports[i][0]["icount_smp"].is_null();
         println!(
             "{:<22} {:>9.3} {:>7.2}× {:>13} {:>13} {:>11} {:>10} {:>12}",
             v.label,

@@ -34,6 +34,8 @@ pub mod iothread;
 #[cfg(not(loom))]
 pub mod monitor;
 #[cfg(not(loom))]
+pub mod qemu;
+#[cfg(not(loom))]
 pub mod report;
 #[cfg(not(loom))]
 pub mod run;

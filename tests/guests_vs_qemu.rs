@@ -2,8 +2,11 @@
 //! `guests/build/`) must produce byte-identical UART output and the same exit
 //! status on vcpulab (`--compat` of that QEMU) as on each QEMU
 //! (`tests/common/qemu.rs`: 10.0 and 7.2, `-machine virt -bios none`), with
-//! the hart named on both sides (`-cpu rv64,c=on,zba=on,zbb=on,zbs=on`, the
-//! default `rv64`, and `--cpu` with the same value).
+//! the hart named on both sides (`--cpu rv64,c=on,zba=on,zbb=on,zbs=on`, the
+//! default `rv64`, and QEMU's `-cpu rv64,c=true,…` for the same hart).
+//!
+//! `qemu_runner_*` check the library's QEMU runner itself (`src/qemu.rs`):
+//! a guest run to its end, and a hanging guest cut by the time limit.
 //!
 //! These guests are deterministic on plain QEMU (no `-icount`): they print no
 //! times, cycle counts or misa/mstatus values. Each test is named
@@ -19,6 +22,7 @@ use common::qemu::{self, Qemu};
 use common::{describe, guest, run_vcpulab};
 use libtest_mimic::Trial;
 use std::time::Duration;
+use vcpulab::qemu::QemuGuestRun;
 
 const QEMU_LIMIT: Duration = Duration::from_secs(30);
 const VCPULAB_LIMIT: Duration = Duration::from_secs(60);
@@ -54,6 +58,11 @@ const GUESTS: &[qemu::Check] = &[
     ("kick_mechanisms", kick_mechanisms),
     ("thread_modes", thread_modes),
     ("device_tree_address", device_tree_address),
+    ("qemu_runner_hello", qemu_runner_hello),
+    (
+        "qemu_runner_cuts_spin_at_the_limit",
+        qemu_runner_cuts_spin_at_the_limit,
+    ),
 ];
 
 /// The guests also compared at `-smp 2` and `-smp 3`, one per line.
@@ -101,7 +110,7 @@ fn compare_isa(
     );
     let label = format!(
         "{name} {params:?} {qemu_extra:?} on QEMU {} (-cpu {})",
-        q.version.label,
+        q.version.label(),
         isa.cpu()
     );
     let r = q.run(&elf, isa, qemu_extra, params, QEMU_LIMIT);
@@ -257,7 +266,7 @@ fn thread_modes(q: &Qemu) {
 
 /// Whether `q` is QEMU 7.2 (where the versions differ, the tests say so).
 fn is_7_2(q: &Qemu) -> bool {
-    std::ptr::eq(q.version, &qemu::QEMU_7_2)
+    q.version == qemu::QemuVersion::V7_2
 }
 
 /// The guests built with the C extension (`guests/build/c/`, `-march=rv64imac`):
@@ -627,6 +636,39 @@ fn spin_times_out_with_124() {
     );
     assert_eq!(v.code, Some(124), "{}", describe("vcpulab", &v));
     assert_eq!(v.text(), "spinning\n");
+}
+
+/// The library's runner, in vcpulab's spellings: `hello` runs to its end.
+fn qemu_runner_hello(q: &Qemu) {
+    let run = QemuGuestRun::new(guest("hello")).cpu("rv64").memory("128M");
+    let args = q.guest_args(&run).expect("QEMU arguments");
+    let o = q.0.run(&args, QEMU_LIMIT).expect("spawn QEMU");
+    assert!(!o.timed_out, "QEMU {} timed out on hello", q.version);
+    assert_eq!(o.code(), Some(0), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "Hello from vcpulab guest\n"
+    );
+    assert!(o.wall < QEMU_LIMIT, "{:?}", o.wall);
+}
+
+/// The library's runner kills a guest that never stops once the limit has
+/// passed, keeping what it printed.
+fn qemu_runner_cuts_spin_at_the_limit(q: &Qemu) {
+    let limit = Duration::from_millis(700);
+    let args = q
+        .guest_args(&QemuGuestRun::new(guest("spin")))
+        .expect("QEMU arguments");
+    let o = q.0.run(&args, limit).expect("spawn QEMU");
+    assert!(
+        o.timed_out,
+        "QEMU {} ended spin by itself: {o:?}",
+        q.version
+    );
+    assert_eq!(o.code(), None, "killed, so no exit code: {o:?}");
+    assert!(o.wall >= limit, "{:?}", o.wall);
+    assert!(o.wall < limit + Duration::from_secs(10), "{:?}", o.wall);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "spinning\n");
 }
 
 fn main() {

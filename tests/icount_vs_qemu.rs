@@ -79,7 +79,7 @@ fn check_both(
             assert!(
                 !r.timed_out && r.code == Some(0) && !r.stdout.is_empty(),
                 "QEMU {} run of {name} {params:?} -icount {icount} {qemu_extra:?} failed: code={:?} timed_out={}\n{}\n{}",
-                q.version.label,
+                q.version.label(),
                 r.code,
                 r.timed_out,
                 r.text(),
@@ -107,8 +107,8 @@ fn check_both(
         "{} of {} icount runs differ from QEMU {} (vcpulab --compat {}):\n{}",
         failures.len(),
         param_sets.len() * shifts.len(),
-        q.version.label,
-        q.version.compat,
+        q.version.label(),
+        q.version.name(),
         failures.join("\n")
     );
 }
@@ -205,7 +205,7 @@ fn smp_round_robin(q: &Qemu) {
 /// instructions hart 0 spins, and the guest does not finish.
 fn smp_starvation(q: &Qemu) {
     let elf = guest("smp_ipi_spin");
-    if q.version.compat == "qemu-10.0" {
+    if q.version.name() == "qemu-10.0" {
         for smp in ["2", "4"] {
             check_both(
                 q,
@@ -223,7 +223,7 @@ fn smp_starvation(q: &Qemu) {
     assert!(
         r.timed_out && !r.text().contains("ok"),
         "QEMU {} was expected to starve hart 1 and not finish: {}",
-        q.version.label,
+        q.version.label(),
         r.text()
     );
     let dir = std::env::temp_dir().join(format!("vcpulab-starve-{}", std::process::id()));

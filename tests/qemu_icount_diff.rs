@@ -209,8 +209,8 @@ fn main() {
         ("random_time_programs_match_qemu_icount_rvc", Isa::C),
         ("random_time_programs_match_qemu_icount_zb", Isa::ZB),
     ] {
-        for v in qemu::VERSIONS {
-            let full = format!("{test}::{}", v.tag);
+        for v in qemu::QemuVersion::ALL {
+            let full = format!("{test}::{}", qemu::tag(v));
             trials.push(qemu::trial(test, v, move |q| {
                 diff::run(
                     &Timed {

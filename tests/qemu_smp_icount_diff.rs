@@ -217,8 +217,8 @@ fn main() {
         },
     )];
     let test = "random_smp_programs_match_qemu_icount";
-    for v in qemu::VERSIONS {
-        let full = format!("{test}::{}", v.tag);
+    for v in qemu::QemuVersion::ALL {
+        let full = format!("{test}::{}", qemu::tag(v));
         trials.push(qemu::trial(test, v, move |q| {
             diff::run(
                 &Smp {

@@ -5,6 +5,8 @@
 //!   with `wait4` for their maximum RSS, killed after a time limit, stdout captured but
 //!   bounded, thread count sampled from `/proc/PID/status` (so that each result can say
 //!   whether threads outnumber host cores).
+//! - QEMU command lines come from the library's QEMU runner (`vcpulab::qemu`, shared with the
+//!   tests); the benches run them through the bounded runner above for RSS and thread counts.
 //! - Results go to `results/NAME-YYYY-MM-DD.json` with the host facts they came from.
 #![allow(dead_code)] // each bench uses a different subset
 
@@ -18,13 +20,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use vcpulab::host::HostFacts;
+use vcpulab::qemu::{QemuGuestRun, QemuVersion};
 
 /// The QEMU binary the benches compare against (Debian's 7.2).
-pub const QEMU: &str = "qemu-system-riscv64";
+pub const QEMU: &str = QemuVersion::V7_2.default_bin();
 /// QEMU 10.0 (bookworm-backports), installed beside 7.2 under this name.
-pub const QEMU_10_0: &str = "qemu-system-riscv64-10.0";
+pub const QEMU_10_0: &str = QemuVersion::V10_0.default_bin();
 /// Guest address of parameter slot 0 (`guests/link.ld`); slot i is at + 8·i.
-pub const PARAM_BLOCK: u64 = 0x8010_0000;
+pub const PARAM_BLOCK: u64 = vcpulab::qemu::PARAM_BLOCK;
 /// Captured stdout per child is cut at this many bytes.
 const STDOUT_LIMIT: usize = 64 * 1024;
 
@@ -249,58 +252,20 @@ pub fn run_vcpulab_params(
 /// The QEMU command line for `guest` with iteration count `iters` (parameter slot 0) and extra
 /// arguments (e.g. `-icount shift=0,sleep=off`).
 pub fn qemu_args(guest: &Guest, iters: u64, extra: &[&str]) -> Vec<String> {
-    let mut a = qemu_machine_args();
-    a.push(guest.path().display().to_string());
-    a.push("-device".into());
-    a.push(format!("loader,addr=0x80100000,data={iters},data-len=8"));
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-/// `-device loader,…` arguments that fill parameter-block slots (the guests' `param(slot)`).
-pub fn qemu_param_args(params: &[(usize, u64)]) -> Vec<String> {
-    params
-        .iter()
-        .flat_map(|&(slot, value)| {
-            [
-                "-device".to_string(),
-                format!(
-                    "loader,addr={:#x},data={value},data-len=8",
-                    PARAM_BLOCK + 8 * slot as u64
-                ),
-            ]
-        })
-        .collect()
+    qemu_args_params(&guest.path().display().to_string(), &[(0, iters)], extra)
 }
 
 /// The QEMU command line (without the program) for the ELF `elf` with parameter-block slots
-/// and extra arguments (e.g. `-smp 2 -accel tcg,thread=multi`).
+/// and extra arguments (e.g. `-smp 2 -accel tcg,thread=multi`): `-machine virt -bios none
+/// -nographic -monitor none -serial stdio -kernel ELF`, a `-device loader` per slot, `extra`.
 pub fn qemu_args_params(elf: &str, params: &[(usize, u64)], extra: &[&str]) -> Vec<String> {
-    let mut a = qemu_machine_args();
-    a.push(elf.to_string());
-    a.extend(qemu_param_args(params));
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-/// The arguments every bench QEMU run starts with, up to and including `-kernel`: `-machine
-/// virt -bios none -nographic -monitor none -serial stdio -kernel`.
-pub fn qemu_machine_args() -> Vec<String> {
-    [
-        "-machine",
-        "virt",
-        "-bios",
-        "none",
-        "-nographic",
-        "-monitor",
-        "none",
-        "-serial",
-        "stdio",
-        "-kernel",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    // Raw QEMU arguments only (no vcpulab --accel to translate), so the version does not
+    // change the result.
+    QemuGuestRun::new(elf)
+        .params(params)
+        .extra(extra)
+        .args(QemuVersion::V10_0)
+        .expect("no vcpulab options to translate")
 }
 
 /// Start `prog args…` (stdio to /dev/null), read its threads' names (`/proc/PID/task/*/comm`,
@@ -356,13 +321,9 @@ pub fn qemu_version() -> String {
 
 /// The version line of the QEMU binary `bin` ("unknown" when it does not run).
 pub fn qemu_version_of(bin: &str) -> String {
-    Command::new(bin)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
+    vcpulab::qemu::version_string_of(Path::new(bin))
         .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_string))
+        .filter(|l| !l.is_empty())
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -624,8 +585,7 @@ impl Variant {
             .trim_end()
             .to_string(),
             Emu::Qemu(extra) => {
-                let mut a = qemu_args(guest, iters, extra);
-                a[10] = guest.rel_path.to_string();
+                let a = qemu_args_params(guest.rel_path, &[(0, iters)], extra);
                 format!("{QEMU} {}", a.join(" "))
             }
         }

@@ -292,7 +292,7 @@ impl<F: Family> Ctx<'_, F> {
             },
             fam.units(&prog),
             fam.isa().cpu(),
-            self.qemu.version.label,
+            self.qemu.version.label(),
             fam.name(),
             self.test,
             self.qemu.by_hand(&file("elf"), fam.isa(), &qa, &va),
@@ -440,7 +440,7 @@ pub fn run<F: Family>(fam: &F, qemu: &Qemu, test: &str) {
         tmp: tmp.path(),
         dir: target.join(format!("{name}-failures")).join(format!(
             "{}-{}",
-            qemu.version.tag,
+            super::qemu::tag(qemu.version),
             fam.isa().tag()
         )),
         test: test.to_string(),
@@ -499,7 +499,7 @@ pub fn run<F: Family>(fam: &F, qemu: &Qemu, test: &str) {
         "{name}: {test}: ran {done} of {} programs (-cpu {}, {}) in {:.1} s, {} mismatching",
         jobs.len(),
         fam.isa().cpu(),
-        qemu.version_line,
+        qemu.version_string,
         t0.elapsed().as_secs_f64(),
         failures.len()
     );
@@ -507,8 +507,8 @@ pub fn run<F: Family>(fam: &F, qemu: &Qemu, test: &str) {
         let mut msg = format!(
             "{} random program(s) differ between QEMU {} and vcpulab --compat {} (-cpu {}):\n",
             failures.len(),
-            qemu.version.label,
-            qemu.version.compat,
+            qemu.version.label(),
+            qemu.version.name(),
             fam.isa().cpu()
         );
         for f in &failures {

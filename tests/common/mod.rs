@@ -2,8 +2,9 @@
 //!
 //! - `mod.rs` (here): paths, running vcpulab and any child process with a
 //!   limit (through `proc.rs`, the runner the benches share);
-//! - `qemu.rs`: the two reference QEMUs (10.0 and 7.2), their version check,
-//!   skipping, and the libtest-mimic trials that run a check against each;
+//! - `qemu.rs`: the two reference QEMUs (10.0 and 7.2) through the library's
+//!   runner (`vcpulab::qemu`): skipping, and the libtest-mimic trials that
+//!   run a check against each;
 //! - `asm.rs`: the assembler, RVC compressor, print routines and ELF writer of
 //!   the random programs;
 //! - `randprog.rs`, `randtime.rs`, `randsmp.rs`: the random-program generators;
@@ -23,7 +24,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// Guest RAM address of the workload parameter block (slot `i` at `+8*i`).
-pub const PARAM_BLOCK: u64 = 0x8010_0000;
+pub const PARAM_BLOCK: u64 = vcpulab::qemu::PARAM_BLOCK;
 
 /// Path of the vcpulab binary built by cargo for integration tests.
 pub fn vcpulab_bin() -> PathBuf {
@@ -73,20 +74,6 @@ pub fn run_with_limit(cmd: Command, limit: Duration) -> RunOut {
         code: f.code,
         timed_out: f.timed_out,
     }
-}
-
-/// QEMU arguments that write the parameter block: one `-device loader` per slot.
-pub fn qemu_param_args(params: &[(usize, u64)]) -> Vec<String> {
-    let mut v = Vec::new();
-    for &(slot, value) in params {
-        v.push("-device".to_string());
-        v.push(format!(
-            "loader,addr={:#x},data={:#x},data-len=8",
-            PARAM_BLOCK + 8 * slot as u64,
-            value
-        ));
-    }
-    v
 }
 
 /// Run `elf` on vcpulab (`vcpulab run --kernel ELF ...`), with extra arguments

@@ -11,183 +11,72 @@
 //! (`scripts/install-qemu`), unless its skip variable is set: then they are
 //! reported as *ignored* by the test harness (libtest-mimic), never as `ok`.
 //!
-//! Every run names the hart on both sides: `-cpu rv64,c=…,zba=…,zbb=…,zbs=…`
-//! for QEMU and `--cpu` with the same value for vcpulab.
+//! Every run names the hart on both sides: `--cpu rv64,c=…,zba=…,zbb=…,zbs=…`
+//! for vcpulab and the same hart as QEMU's `-cpu rv64,c=true|false,…`.
+//!
+//! The version table, the binary's resolution and check, the QEMU command
+//! line and the run with a time limit are the library's (`src/qemu.rs`,
+//! `vcpulab::qemu`); this file adds the test names, the once-per-process
+//! check and the libtest-mimic trials.
 
 use super::asm::Isa;
-use super::{RunOut, qemu_param_args, run_vcpulab, run_with_limit};
+use super::{RunOut, run_vcpulab};
 use libtest_mimic::{Completion, Failed, Trial};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
-
-/// One QEMU version the tests know.
-#[derive(Debug)]
-pub struct Version {
-    /// "10.0".
-    pub label: &'static str,
-    /// What `--version` must report: "10.0." (so 10.0.x).
-    pub prefix: &'static str,
-    /// Variable naming the binary.
-    pub var: &'static str,
-    /// Binary used when the variable is unset (looked up in PATH).
-    pub default_bin: &'static str,
-    /// Variable that skips this QEMU's cross-checks.
-    pub skip_var: &'static str,
-    /// vcpulab's `--compat` value for it.
-    pub compat: &'static str,
-    /// Suffix of the test names (`hello::qemu_10_0`).
-    pub tag: &'static str,
-}
-
-/// QEMU 10.0 (the default reference).
-pub static QEMU_10_0: Version = Version {
-    label: "10.0",
-    prefix: "10.0.",
-    var: "VCPULAB_QEMU_10_0",
-    default_bin: "qemu-system-riscv64-10.0",
-    skip_var: "VCPULAB_SKIP_QEMU_10_0",
-    compat: "qemu-10.0",
-    tag: "qemu_10_0",
-};
-
-/// QEMU 7.2 (Debian 12's).
-pub static QEMU_7_2: Version = Version {
-    label: "7.2",
-    prefix: "7.2.",
-    var: "VCPULAB_QEMU_7_2",
-    default_bin: "qemu-system-riscv64",
-    skip_var: "VCPULAB_SKIP_QEMU_7_2",
-    compat: "qemu-7.2",
-    tag: "qemu_7_2",
-};
+pub use vcpulab::qemu::QemuVersion;
+use vcpulab::qemu::{QemuGuestRun, Unavailable};
 
 /// A named check to run against each QEMU (the entries of a test's list).
 pub type Check = (&'static str, fn(&Qemu));
 
-/// Both, the default first.
-pub static VERSIONS: [&Version; 2] = [&QEMU_10_0, &QEMU_7_2];
+/// Suffix of the test names (`hello::qemu_10_0`).
+pub fn tag(v: QemuVersion) -> &'static str {
+    match v {
+        QemuVersion::V10_0 => "qemu_10_0",
+        QemuVersion::V7_2 => "qemu_7_2",
+    }
+}
 
-/// A checked QEMU binary.
+/// A checked QEMU binary (the library's, see `src/qemu.rs`), with the
+/// helpers the tests use.
 #[derive(Clone, Debug)]
-pub struct Qemu {
-    /// Which version it is.
-    pub version: &'static Version,
-    /// The binary.
-    pub bin: PathBuf,
-    /// The first line of its `--version`.
-    pub version_line: String,
-}
+pub struct Qemu(pub vcpulab::qemu::Qemu);
 
-/// Why a QEMU cannot be used.
-#[derive(Clone, Debug)]
-pub enum Unavailable {
-    /// The user skipped it explicitly.
-    Skipped(String),
-    /// Missing or wrong: the cross-checks fail with this message.
-    Broken(String),
-}
-
-fn skip_set(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return p.is_file().then_some(p);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-impl Version {
-    fn install_hint(&self) -> String {
-        format!(
-            "install it with `sudo scripts/install-qemu` (QEMU 7.2 from Debian's qemu-system-misc, \
-             QEMU 10.0 from bookworm-backports as qemu-system-riscv64-10.0), point {var} at a \
-             QEMU {label} binary, or set {skip}=1 to skip the QEMU {label} cross-checks",
-            var = self.var,
-            label = self.label,
-            skip = self.skip_var
-        )
-    }
-
-    fn check(&'static self) -> Result<Qemu, Unavailable> {
-        if skip_set(self.skip_var) {
-            return Err(Unavailable::Skipped(format!(
-                "QEMU {} cross-check skipped: {} is set",
-                self.label, self.skip_var
-            )));
-        }
-        let (name, from) = match std::env::var(self.var) {
-            Ok(v) if !v.is_empty() => (v.clone(), format!("{}={}", self.var, v)),
-            _ => (
-                self.default_bin.to_string(),
-                format!("{} (default of {})", self.default_bin, self.var),
-            ),
-        };
-        let Some(bin) = find_in_path(&name) else {
-            return Err(Unavailable::Broken(format!(
-                "QEMU {} not found: {from}: no such executable (a bare name is looked up in PATH); {}",
-                self.label,
-                self.install_hint()
-            )));
-        };
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--version");
-        let out = run_with_limit(cmd, Duration::from_secs(30));
-        let text = out.text();
-        let line = text.lines().next().unwrap_or("").to_string();
-        let version = line
-            .split_whitespace()
-            .skip_while(|w| *w != "version")
-            .nth(1)
-            .unwrap_or("");
-        if out.code != Some(0) || !version.starts_with(self.prefix) {
-            return Err(Unavailable::Broken(format!(
-                "{from} ({}) is not QEMU {}.x: `--version` said {:?} (exit {:?}); {}",
-                bin.display(),
-                self.label,
-                line,
-                out.code,
-                self.install_hint()
-            )));
-        }
-        Ok(Qemu {
-            version: self,
-            bin,
-            version_line: line,
-        })
-    }
-
-    /// The checked binary (checked once per test process).
-    pub fn resolve(&'static self) -> Result<Qemu, Unavailable> {
-        static CACHE: [OnceLock<Result<Qemu, Unavailable>>; 2] = [OnceLock::new(), OnceLock::new()];
-        let slot = if std::ptr::eq(self, &QEMU_10_0) { 0 } else { 1 };
-        CACHE[slot].get_or_init(|| self.check()).clone()
+impl std::ops::Deref for Qemu {
+    type Target = vcpulab::qemu::Qemu;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-/// QEMU's machine arguments (before `-kernel`).
-const MACHINE: [&str; 10] = [
-    "-machine",
-    "virt",
-    "-bios",
-    "none",
-    "-nographic",
-    "-monitor",
-    "none",
-    "-serial",
-    "stdio",
-    "-cpu",
-];
+/// The checked binary of `v` (checked once per test process).
+pub fn resolve(v: QemuVersion) -> Result<Qemu, Unavailable> {
+    static CACHE: [OnceLock<Result<Qemu, Unavailable>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = QemuVersion::ALL.iter().position(|&x| x == v).unwrap();
+    CACHE[slot].get_or_init(|| v.resolve().map(Qemu)).clone()
+}
 
 impl Qemu {
+    /// The QEMU arguments of a run of `elf` on hart `isa` (`-cpu`) with
+    /// extra QEMU arguments (e.g. `-icount shift=3,sleep=off`) and
+    /// parameter-block slots.
+    pub fn args(
+        &self,
+        elf: &Path,
+        isa: Isa,
+        extra: &[&str],
+        params: &[(usize, u64)],
+    ) -> Vec<String> {
+        let run = QemuGuestRun::new(elf)
+            .cpu(isa.cpu())
+            .params(params)
+            .extra(extra);
+        self.guest_args(&run)
+            .unwrap_or_else(|e| panic!("QEMU arguments of {}: {e}", elf.display()))
+    }
+
     /// Run `elf` on this QEMU (`-machine virt -bios none -nographic -cpu
     /// ISA`), with extra arguments (e.g. `-icount shift=3,sleep=off`) and
     /// parameter-block slots.
@@ -199,14 +88,16 @@ impl Qemu {
         params: &[(usize, u64)],
         limit: Duration,
     ) -> RunOut {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(MACHINE)
-            .arg(isa.cpu())
-            .arg("-kernel")
-            .arg(elf)
-            .args(extra)
-            .args(qemu_param_args(params));
-        run_with_limit(cmd, limit)
+        let o = self
+            .0
+            .run(&self.args(elf, isa, extra, params), limit)
+            .expect("spawn");
+        RunOut {
+            code: o.code(),
+            stdout: o.stdout,
+            stderr: o.stderr,
+            timed_out: o.timed_out,
+        }
     }
 
     /// Run `elf` on vcpulab as this QEMU's counterpart: `--compat` and
@@ -220,7 +111,7 @@ impl Qemu {
         limit: Duration,
     ) -> RunOut {
         let cpu = isa.cpu();
-        let mut args = vec!["--compat", self.version.compat, "--cpu", cpu.as_str()];
+        let mut args = vec!["--compat", self.version.name(), "--cpu", cpu.as_str()];
         args.extend_from_slice(extra);
         run_vcpulab(elf, &args, params, limit)
     }
@@ -228,11 +119,9 @@ impl Qemu {
     /// The two command lines, for "reproduce by hand" in reports.
     pub fn by_hand(&self, elf: &Path, isa: Isa, qemu_extra: &str, vcpulab_extra: &str) -> String {
         format!(
-            "{} {} {} -kernel {elf} {qemu_extra}\n  vcpulab run --compat {} --cpu {} {vcpulab_extra} --kernel {elf}",
-            self.bin.display(),
-            MACHINE.join(" "),
-            isa.cpu(),
-            self.version.compat,
+            "{} {qemu_extra}\n  vcpulab run --compat {} --cpu {} {vcpulab_extra} --kernel {elf}",
+            self.command_line(&self.args(elf, isa, &[], &[])),
+            self.version.name(),
             isa.cpu(),
             elf = elf.display()
         )
@@ -242,17 +131,17 @@ impl Qemu {
 /// A test named `NAME::qemu_10_0` (or `…::qemu_7_2`) that runs `f` against
 /// that QEMU: ignored at run time when the QEMU is skipped, failed when it is
 /// missing or the wrong version, failed when `f` panics.
-pub fn trial<F>(name: &str, v: &'static Version, f: F) -> Trial
+pub fn trial<F>(name: &str, v: QemuVersion, f: F) -> Trial
 where
     F: FnOnce(&Qemu) + Send + 'static,
 {
-    Trial::ignorable_test(format!("{name}::{}", v.tag), move || match v.resolve() {
+    Trial::ignorable_test(format!("{name}::{}", tag(v)), move || match resolve(v) {
         Ok(q) => {
             f(&q);
             Ok(Completion::Completed)
         }
-        Err(Unavailable::Skipped(why)) => Ok(Completion::ignored_with(why)),
-        Err(Unavailable::Broken(why)) => Err(Failed::from(why)),
+        Err(e) if e.is_skipped() => Ok(Completion::ignored_with(e.to_string())),
+        Err(e) => Err(Failed::from(e.to_string())),
     })
 }
 
@@ -261,8 +150,8 @@ pub fn trials<F>(name: &str, f: F) -> Vec<Trial>
 where
     F: Fn(&Qemu) + Send + Sync + Clone + 'static,
 {
-    VERSIONS
-        .iter()
+    QemuVersion::ALL
+        .into_iter()
         .map(|v| {
             let f = f.clone();
             trial(name, v, move |q| f(q))
