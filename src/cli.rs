@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
 use crate::config::{
     AccelConfig, BqlConfig, Compat, CpuConfig, IcountConfig, IcountTimers, MachineConfig,
@@ -32,6 +32,16 @@ pub enum TimersBy {
     Vcpu,
     /// Hand-off to the iothread.
     Iothread,
+}
+
+/// `vcpulab run`'s options as a command of their own, to parse an argument
+/// list the way `vcpulab run` does (`RunCli::try_parse_from`).
+#[derive(Parser, Clone, Debug)]
+#[command(name = "vcpulab run")]
+pub struct RunCli {
+    /// The options.
+    #[command(flatten)]
+    pub args: RunArgs,
 }
 
 /// The options of `vcpulab run` (QEMU's names, with two dashes).

@@ -1,11 +1,13 @@
 //! `vcpulab` command line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use vcpulab::cli::RunArgs;
 use vcpulab::config::MachineConfig;
+use vcpulab::experiment::command as experiment;
 use vcpulab::report::RunReport;
 use vcpulab::run::{RunError, run};
 use vcpulab::runstate::ExitReason;
@@ -38,7 +40,47 @@ exit.reason says which it was.";
 enum Cmd {
     /// Run a guest ELF on the `virt` machine.
     #[command(after_long_help = EXIT_STATUSES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Run an experiment file's sweep: every configuration and repetition
+    /// as a child process with its own time limit; results, plots and
+    /// summary.md in the output directory. Interrupted sweeps resume.
+    /// See docs/experiments.md.
+    Experiment {
+        /// The experiment file (TOML). Default: experiments/quick.toml, a
+        /// tour of the main axes that takes under two minutes.
+        #[arg(value_name = "FILE", default_value = "experiments/quick.toml")]
+        file: PathBuf,
+        /// Result directory (default target/experiments/NAME; resumed if it
+        /// holds runs of the same commit and host).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Repetitions per configuration (overrides the file's `reps`).
+        #[arg(long, value_name = "N")]
+        reps: Option<String>,
+        /// Run only the configurations whose axes have these values:
+        /// KEY=VALUE[,KEY=VALUE...] (KEY an axis name as in the file).
+        #[arg(long, value_name = "KEY=VALUE,...")]
+        filter: Option<String>,
+        /// Run shard K of N (K from 1): a deterministic 1/N of the runs, for
+        /// a cluster's job array; merge the shards with `vcpulab report`.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+        /// Check the file and list the configurations and runs; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rebuild summary.md, runs.csv and the plots from stored results;
+    /// several directories (the shards of a sweep, the same sweep on
+    /// several hosts) are merged, hosts kept apart.
+    Report {
+        /// Result directories written by `vcpulab experiment`.
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the report (default: the directory, when there is
+        /// one; required when merging several).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -49,6 +91,15 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Experiment {
+            file,
+            out,
+            reps,
+            filter,
+            shard,
+            dry_run,
+        } => experiment::experiment(file, out, reps, filter, shard, dry_run),
+        Cmd::Report { dirs, out } => experiment::report(dirs, out),
         Cmd::Run(args) => {
             let argv = std::env::args_os()
                 .map(|a| a.to_string_lossy().into_owned())

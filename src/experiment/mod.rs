@@ -4,6 +4,12 @@
 //! runs the sweep as child processes and `vcpulab report` turns the stored
 //! runs into tables and plots. See `docs/experiments.md`.
 
+pub mod backend;
+pub mod command;
+pub mod plan;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod runner;
+pub mod spec;
+pub mod store;
