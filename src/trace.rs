@@ -431,6 +431,17 @@ impl Trace {
             })
             .collect();
         threads.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.1.cmp(&b.1)));
+        // A flow ends only where it starts in the file: a kick sent before
+        // the trace started, or past its sender's cap, has no arrow.
+        let sent: std::collections::HashSet<u64> = self
+            .threads
+            .iter()
+            .flat_map(|t| t.events.iter())
+            .filter_map(|e| match e {
+                Event::KickSent { flow, .. } if *flow != 0 => Some(*flow),
+                _ => None,
+            })
+            .collect();
         let mut out = String::with_capacity(
             64 + 160 * threads.iter().map(|t| t.0.events.len()).sum::<usize>(),
         );
@@ -484,7 +495,7 @@ impl Trace {
                     _ => tid,
                 };
                 sep(&mut out);
-                self.event_json(&mut out, ev, tid);
+                self.event_json(&mut out, ev, tid, &sent);
             }
         }
         out.push_str("\n],\"displayTimeUnit\":\"ns\",\"otherData\":{\"events_per_thread\":");
@@ -500,8 +511,15 @@ impl Trace {
         out
     }
 
-    /// One event (two for a kick with a flow: the instant and its arrow end).
-    fn event_json(&self, out: &mut String, ev: &Event, tid: u64) {
+    /// One event (two for a kick with a flow: the instant and its arrow
+    /// end, drawn only if its start, in `sent`, is in the file).
+    fn event_json(
+        &self,
+        out: &mut String,
+        ev: &Event,
+        tid: u64,
+        sent: &std::collections::HashSet<u64>,
+    ) {
         let ts = |out: &mut String, ns: u64| us(out, ns.saturating_sub(self.start_ns));
         let complete = |out: &mut String, name: &str, cat: &str, start: u64, dur: u64| {
             let _ = write!(
@@ -585,7 +603,7 @@ impl Trace {
             } => {
                 instant(out, "kick received", "kick", at);
                 let _ = write!(out, "\"vcpu\":{vcpu},\"halted\":{halted}}}}}");
-                if id != 0 {
+                if id != 0 && sent.contains(&id) {
                     flow(out, "f", at, id);
                 }
             }
@@ -617,7 +635,7 @@ mod tests {
         let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let s = Session::start(3);
         std::thread::Builder::new()
-            .name("vcpu-1".into())
+            .name("vcpu-97".into())
             .spawn(|| {
                 for i in 0..5 {
                     record(Event::BqlHold {
@@ -643,7 +661,7 @@ mod tests {
         });
         let t = s.finish();
         assert!(!enabled());
-        let v = t.threads.iter().find(|t| t.thread == "vcpu-1").unwrap();
+        let v = t.threads.iter().find(|t| t.thread == "vcpu-97").unwrap();
         assert_eq!(v.events.len(), 3, "the first 3 kept");
         assert_eq!(v.dropped, 3);
         assert!(matches!(v.events[0], Event::BqlHold { .. }));
@@ -654,7 +672,7 @@ mod tests {
                 .find(|e| e["name"] == "thread_name" && e["args"]["name"] == name)
                 .map(|e| e["tid"].as_u64().unwrap())
         };
-        let v1 = tid_of("vCPU 1").expect("a vCPU 1 track");
+        let v1 = tid_of("vCPU 97").expect("a vCPU 97 track");
         let holds: Vec<_> = evs
             .iter()
             .filter(|e| e["name"] == "BQL hold" && e["tid"] == v1)
@@ -668,7 +686,7 @@ mod tests {
         );
         assert_eq!(holds[0]["dur"].as_f64(), Some(0.01));
         assert!(evs.iter().any(|e| e["ph"] == "s"));
-        assert_eq!(j["otherData"]["dropped"]["vCPU 1"], 3);
+        assert_eq!(j["otherData"]["dropped"]["vCPU 97"], 3);
         assert_eq!(j["displayTimeUnit"], "ns");
     }
 
