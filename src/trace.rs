@@ -661,6 +661,10 @@ mod tests {
         });
         let t = s.finish();
         assert!(!enabled());
+        assert!(
+            std::mem::size_of::<Event>() <= 40,
+            "docs/trace.md says 40 bytes"
+        );
         let v = t.threads.iter().find(|t| t.thread == "vcpu-97").unwrap();
         assert_eq!(v.events.len(), 3, "the first 3 kept");
         assert_eq!(v.dropped, 3);

@@ -15,6 +15,10 @@
 //! two clock reads per hold, several times the cost of an uncontended lock
 //! on this kind of host, so holds are *sampled*: one acquisition in
 //! `hold_sample` (the rate is in every report; 1 measures every hold).
+//! While a `--trace` is recorded ([`crate::trace`]) every hold is timed for
+//! the trace's hold events, and contended waits become wait events; only
+//! the samples go into the profile. Without a trace that costs one check of
+//! a flag per acquisition.
 //!
 //! # Reading
 //! Readers (the monitor, the run report) merge the per-thread records; a
