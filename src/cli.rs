@@ -79,6 +79,31 @@ pub struct RunArgs {
     /// HdrHistogram log format. See docs/report.md.
     #[arg(long, value_name = "FILE")]
     pub hist_log: Option<PathBuf>,
+    /// Write a timeline of the run to FILE, as Chrome trace-event JSON
+    /// (Perfetto, chrome://tracing): a track per thread with its BQL waits
+    /// and holds, halts, kicks, quantum waits, timer callbacks and icount
+    /// hand-offs. See docs/trace.md.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// With --trace: the events kept per thread (its first N; later ones
+    /// are counted in the file), 1 to 16777216.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "200000",
+        allow_hyphen_values = true
+    )]
+    pub trace_events: String,
+    /// The iothread's timer slack in ns (prctl PR_SET_TIMERSLACK), 1 to
+    /// 1000000000, or 0 for the thread's default (inherited, usually
+    /// 50 us). QEMU sets 1. See docs/time.md.
+    #[arg(
+        long,
+        value_name = "NS",
+        default_value = "1",
+        allow_hyphen_values = true
+    )]
+    pub timer_slack: String,
     /// Fill a parameter-block slot: NAME=VALUE, NAME a slot number 0..63 or
     /// iters (0), inner (1), delay (2). Repeatable.
     #[arg(long = "param", value_name = "NAME=VALUE")]
@@ -196,11 +221,16 @@ impl RunArgs {
             accel,
         };
         machine.validate().map_err(|e| e.to_string())?;
+        let trace_events = parse_trace_events(&self.trace_events)?;
+        let timer_slack_ns = parse_timer_slack(&self.timer_slack)?;
         Ok(RunConfig {
             machine,
             timeout,
             stats: self.stats.clone(),
             hist_log: self.hist_log.clone(),
+            trace: self.trace.clone(),
+            trace_events,
+            timer_slack_ns,
             iothread_timer: match self.iothread_timer {
                 TimerMode::Timerfd => IoTimerMode::Timerfd,
                 TimerMode::Poll => IoTimerMode::Poll,
@@ -208,5 +238,55 @@ impl RunArgs {
             monitor,
             argv,
         })
+    }
+}
+
+/// Parse `--trace-events`: 1 to [`crate::trace::MAX_EVENTS_PER_THREAD`].
+pub fn parse_trace_events(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=crate::trace::MAX_EVENTS_PER_THREAD).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid --trace-events '{s}': expected a number of events per thread from 1 to {}",
+            crate::trace::MAX_EVENTS_PER_THREAD
+        )),
+    }
+}
+
+/// The largest `--timer-slack`, ns (one second).
+pub const MAX_TIMER_SLACK_NS: u64 = 1_000_000_000;
+
+/// Parse `--timer-slack`: ns from 1 to [`MAX_TIMER_SLACK_NS`], or 0 for the
+/// thread's default slack (what `PR_SET_TIMERSLACK` with 0 restores).
+pub fn parse_timer_slack(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n <= MAX_TIMER_SLACK_NS => Ok(n),
+        _ => Err(format!(
+            "invalid --timer-slack '{s}': expected ns from 1 to {MAX_TIMER_SLACK_NS}, or 0 for the thread's default"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_events_and_timer_slack_ranges() {
+        assert_eq!(parse_trace_events("200000"), Ok(200_000));
+        assert_eq!(parse_trace_events("1"), Ok(1));
+        for bad in ["0", "-1", "x", "16777217", ""] {
+            let e = parse_trace_events(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+        assert_eq!(parse_timer_slack("0"), Ok(0));
+        assert_eq!(parse_timer_slack("1"), Ok(1));
+        assert_eq!(parse_timer_slack("1000000000"), Ok(1_000_000_000));
+        for bad in ["1000000001", "-1", "50us", "", "1e3"] {
+            let e = parse_timer_slack(bad).unwrap_err();
+            assert!(
+                e.contains(&format!("'{bad}'")) && e.contains("--timer-slack"),
+                "{e}"
+            );
+        }
     }
 }

@@ -101,10 +101,14 @@ pub trait IoHandler: Send {
 pub type TimerPhaseWrapper = Box<dyn FnMut(&mut dyn FnMut()) + Send>;
 
 /// Configuration of an [`IoThread`].
-#[derive(Default)]
 pub struct IoThreadConfig {
     /// How to sleep until the next deadline.
     pub mode: IoTimerMode,
+    /// The thread's timer slack in ns (`prctl(PR_SET_TIMERSLACK)`): how far
+    /// the kernel may defer its timed wake-ups to batch them. QEMU sets 1
+    /// (the default here, [`DEFAULT_TIMER_SLACK_NS`]); 0 restores the
+    /// thread's default (inherited at its creation, usually 50 µs).
+    pub timer_slack_ns: u64,
     /// Leave the VIRTUAL list alone (icount: vCPU threads run VIRTUAL timers and receive its
     /// notifications).
     pub exclude_virtual: bool,
@@ -114,10 +118,26 @@ pub struct IoThreadConfig {
     pub wrap_timers: Option<TimerPhaseWrapper>,
 }
 
+/// The iothread's timer slack unless told otherwise (QEMU's `init_clocks`).
+pub const DEFAULT_TIMER_SLACK_NS: u64 = 1;
+
+impl Default for IoThreadConfig {
+    fn default() -> Self {
+        IoThreadConfig {
+            mode: IoTimerMode::default(),
+            timer_slack_ns: DEFAULT_TIMER_SLACK_NS,
+            exclude_virtual: false,
+            handlers: Vec::new(),
+            wrap_timers: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for IoThreadConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IoThreadConfig")
             .field("mode", &self.mode)
+            .field("timer_slack_ns", &self.timer_slack_ns)
             .field("exclude_virtual", &self.exclude_virtual)
             .field("handlers", &self.handlers.len())
             .field("wrap_timers", &self.wrap_timers.is_some())
@@ -139,6 +159,9 @@ pub struct IoThreadStats {
     pub wakeups: u64,
     /// Timerfd expirations seen.
     pub timerfd_events: u64,
+    /// The thread's timer slack as the kernel reports it after the loop set
+    /// it (`PR_GET_TIMERSLACK`), ns; `None` if it could not be read.
+    pub timer_slack_ns: Option<u64>,
 }
 
 impl IoThreadStats {
@@ -149,6 +172,7 @@ impl IoThreadStats {
             iterations: 0,
             wakeups: 0,
             timerfd_events: 0,
+            timer_slack_ns: None,
         }
     }
 }
@@ -186,6 +210,7 @@ impl IoThread {
     ) -> io::Result<IoThreadHandle> {
         let IoThreadConfig {
             mode,
+            timer_slack_ns,
             exclude_virtual,
             handlers,
             wrap_timers,
@@ -236,6 +261,7 @@ impl IoThread {
             wrap_timers,
             stop: stop.clone(),
             loop_id,
+            timer_slack_ns,
             stats: IoThreadStats::new(),
         };
         let join = std::thread::Builder::new()
@@ -336,6 +362,7 @@ struct Loop {
     wrap_timers: Option<TimerPhaseWrapper>,
     stop: Arc<AtomicBool>,
     loop_id: usize,
+    timer_slack_ns: u64,
     stats: IoThreadStats,
 }
 
@@ -346,9 +373,12 @@ impl Loop {
     }
 
     fn run(&mut self) {
-        // Timer slack is per thread; QEMU sets 1 ns at start-up. Failure (e.g. seccomp) only
-        // costs precision.
-        let _ = nix::sys::prctl::set_timerslack(1);
+        // Timer slack is per thread; QEMU sets 1 ns at start-up (`--timer-slack` here; 0
+        // restores the thread's default). Failure (e.g. seccomp) only costs precision.
+        let _ = nix::sys::prctl::set_timerslack(self.timer_slack_ns);
+        self.stats.timer_slack_ns = nix::sys::prctl::get_timerslack()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok());
         CURRENT_LOOP.with(|c| c.set(self.loop_id));
         let mut events = Events::with_capacity(64);
         while !self.stopping() {
@@ -550,6 +580,34 @@ mod tests {
         )
         .unwrap();
         (clocks, timers, h)
+    }
+
+    #[test]
+    fn timer_slack_is_the_configured_one() {
+        for (asked, expect) in [(None, Some(1)), (Some(5000), Some(5000))] {
+            let mut cfg = IoThreadConfig::default();
+            if let Some(ns) = asked {
+                cfg.timer_slack_ns = ns;
+            }
+            let h = IoThread::spawn(
+                Arc::new(Clocks::new()),
+                Arc::new(TimerListGroup::new()),
+                cfg,
+            )
+            .unwrap();
+            assert_eq!(h.stop().timer_slack_ns, expect, "{asked:?}");
+        }
+        // 0: the thread's default, which is never 0.
+        let h = IoThread::spawn(
+            Arc::new(Clocks::new()),
+            Arc::new(TimerListGroup::new()),
+            IoThreadConfig {
+                timer_slack_ns: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(h.stop().timer_slack_ns.is_some_and(|n| n > 0));
     }
 
     fn one_shot(mode: IoTimerMode) {

@@ -10,7 +10,8 @@
 //! [`target`] (the RISC-V hart and its translation blocks), [`hw`] (board,
 //! memory, loader, devices), [`time`] (clocks, timer lists, icount),
 //! [`sync`] (BQL, lock kinds, profile, kicks, the model-checking shim),
-//! [`iothread`], [`monitor`], [`report`], [`run`]. See
+//! [`iothread`], [`monitor`], [`report`], [`run`], [`trace`] (the run's
+//! timeline). See
 //! `docs/architecture.md`.
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -46,3 +47,5 @@ pub mod sync;
 pub mod target;
 #[cfg(not(loom))]
 pub mod time;
+#[cfg(not(loom))]
+pub mod trace;

@@ -421,8 +421,10 @@ pub struct RunReport {
 
 /// A report file that could not be prepared or written: one line naming it.
 #[derive(Debug, thiserror::Error)]
-#[error("--stats '{path}': {what}")]
+#[error("{option} '{path}': {what}")]
 pub struct StatsError {
+    /// The option that named the file (`--stats`, `--hist-log`, `--trace`).
+    pub option: &'static str,
     /// The file.
     pub path: String,
     /// What went wrong.
@@ -432,6 +434,7 @@ pub struct StatsError {
 /// The `--stats` file of a run.
 #[derive(Clone, Debug)]
 pub struct StatsFile {
+    option: &'static str,
     path: PathBuf,
     dir: PathBuf,
 }
@@ -441,7 +444,14 @@ impl StatsFile {
     /// directory exists and accepts a new file, and `path` is not a
     /// directory), and removes the report of an earlier run there.
     pub fn prepare(path: &Path) -> Result<StatsFile, StatsError> {
+        StatsFile::prepare_for(path, "--stats")
+    }
+
+    /// As [`StatsFile::prepare`], for the file of `option` (which its
+    /// errors name).
+    pub fn prepare_for(path: &Path, option: &'static str) -> Result<StatsFile, StatsError> {
         let e = |what: String| StatsError {
+            option,
             path: path.display().to_string(),
             what,
         };
@@ -481,9 +491,15 @@ impl StatsFile {
                 ))
             })?;
         Ok(StatsFile {
+            option,
             path: path.to_path_buf(),
             dir,
         })
+    }
+
+    /// The option that named the file.
+    pub fn option(&self) -> &'static str {
+        self.option
     }
 
     /// The path.
@@ -495,6 +511,7 @@ impl StatsFile {
     /// renamed over the path.
     pub fn write(&self, report: &RunReport) -> Result<(), StatsError> {
         let mut s = serde_json::to_string_pretty(report).map_err(|err| StatsError {
+            option: self.option,
             path: self.path.display().to_string(),
             what: format!("cannot encode the report: {err}"),
         })?;
@@ -506,6 +523,7 @@ impl StatsFile {
     pub fn write_bytes(&self, data: &[u8]) -> Result<(), StatsError> {
         use std::io::Write as _;
         let e = |what: String| StatsError {
+            option: self.option,
             path: self.path.display().to_string(),
             what,
         };
@@ -578,6 +596,9 @@ mod tests {
         assert!(StatsFile::prepare(dir.path()).is_err());
         let e = StatsFile::prepare(&dir.path().join("no/such/x.json")).unwrap_err();
         assert!(e.to_string().contains("no/such/x.json"), "{e}");
+        assert!(e.to_string().starts_with("--stats '"), "{e}");
+        let e = StatsFile::prepare_for(dir.path(), "--trace").unwrap_err();
+        assert!(e.to_string().starts_with("--trace '"), "{e}");
         // No temporary files are left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let _ = f;

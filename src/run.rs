@@ -44,6 +44,13 @@ pub struct RunConfig {
     /// Where to write the latency histograms in the HdrHistogram log format
     /// (see [`crate::report::hist_log`]).
     pub hist_log: Option<PathBuf>,
+    /// Where to write the run's timeline (Chrome trace-event JSON, see
+    /// [`crate::trace`]).
+    pub trace: Option<PathBuf>,
+    /// With `trace`: the events kept per thread.
+    pub trace_events: usize,
+    /// The iothread's timer slack, ns (0: the thread's default).
+    pub timer_slack_ns: u64,
     /// How the iothread sleeps until deadlines.
     #[serde(serialize_with = "ser_mode")]
     pub iothread_timer: IoTimerMode,
@@ -75,8 +82,8 @@ pub enum RunError {
     /// The kernel could not be loaded, or RAM not mapped (bad input, exit 2).
     #[error(transparent)]
     Load(#[from] LoadError),
-    /// The `--stats` file cannot be written (checked before the guest
-    /// starts: bad input, exit 2).
+    /// An output file (`--stats`, `--hist-log`, `--trace`) cannot be
+    /// written (checked before the guest starts: bad input, exit 2).
     #[error(transparent)]
     Stats(StatsError),
     /// The run ended (`report` says how) but its report could not be
@@ -101,7 +108,8 @@ fn host_error(msg: String) -> (ExitStatus, Option<String>) {
 }
 
 /// Run the machine to completion; the report is also written to
-/// `cfg.stats` if set, however the run ends. `signals` delivers SIGINT,
+/// `cfg.stats` if set, however the run ends (and so are the histograms to
+/// `cfg.hist_log` and the timeline to `cfg.trace`). `signals` delivers SIGINT,
 /// SIGTERM and SIGHUP (see [`crate::host::terminating_signals`]): each ends
 /// the run with exit status 128 + N. A host error after the machine was
 /// built (a thread, the monitor socket) ends the run with reason
@@ -113,15 +121,16 @@ pub fn run(
 ) -> Result<RunReport, RunError> {
     let started = SystemTime::now();
     let started_at = rfc3339_utc(started);
-    // Both output paths are checked before the guest starts.
-    let prepare = |p: &Option<PathBuf>| {
+    // Every output path is checked before the guest starts.
+    let prepare = |p: &Option<PathBuf>, option: &'static str| {
         p.as_deref()
-            .map(StatsFile::prepare)
+            .map(|p| StatsFile::prepare_for(p, option))
             .transpose()
             .map_err(RunError::Stats)
     };
-    let stats_file = prepare(&cfg.stats)?;
-    let hist_file = prepare(&cfg.hist_log)?;
+    let stats_file = prepare(&cfg.stats, "--stats")?;
+    let hist_file = prepare(&cfg.hist_log, "--hist-log")?;
+    let trace_file = prepare(&cfg.trace, "--trace")?;
     let (m, waiters) = Machine::new(cfg.machine.clone(), out)?;
     if let Some(msg) = m.kernel.dropped.and_then(|d| {
         d.message(
@@ -153,6 +162,10 @@ pub fn run(
             Err(e) => failure = Some(host_error(e.to_string())),
         }
     }
+    // Recording starts before any thread of the machine's does.
+    let trace = trace_file
+        .as_ref()
+        .map(|_| crate::trace::Session::start(cfg.trace_events));
     let bql_m = m.clone();
     let io = if failure.is_none() {
         match IoThread::spawn(
@@ -160,6 +173,7 @@ pub fn run(
             m.timers.clone(),
             IoThreadConfig {
                 mode: cfg.iothread_timer,
+                timer_slack_ns: cfg.timer_slack_ns,
                 exclude_virtual: icount,
                 handlers,
                 wrap_timers: Some(Box::new(move |f: &mut dyn FnMut()| {
@@ -311,6 +325,9 @@ pub fn run(
         let _ = j.join();
     }
     let io_stats = io.map(|io| io.stop());
+    // Every thread that records has ended (the monitor's may still run: it
+    // records nothing after this).
+    let trace = trace.map(crate::trace::Session::finish);
     let (io_fired, io_lateness) = match &io_stats {
         Some(s) => (s.timers_fired, Percentiles::of(&s.lateness)),
         None => (0, Percentiles::default()),
@@ -463,11 +480,16 @@ pub fn run(
         hist_err = match log {
             Ok(bytes) => f.write_bytes(&bytes).err(),
             Err(what) => Some(StatsError {
+                option: f.option(),
                 path: f.path().display().to_string(),
                 what,
             }),
         };
     }
+    let trace_err = match (&trace_file, &trace) {
+        (Some(f), Some(t)) => f.write_bytes(t.to_json().as_bytes()).err(),
+        _ => None,
+    };
     if let Some(f) = &stats_file {
         if let Err(err) = f.write(&report) {
             return Err(RunError::ReportWrite {
@@ -476,7 +498,7 @@ pub fn run(
             });
         }
     }
-    if let Some(err) = hist_err {
+    if let Some(err) = hist_err.or(trace_err) {
         return Err(RunError::ReportWrite {
             report: Box::new(report),
             err,

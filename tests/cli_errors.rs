@@ -550,3 +550,40 @@ fn ram_the_host_will_not_map_is_one_line() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn trace_events_and_timer_slack_out_of_range() {
+    let hello = guest("hello");
+    let k = hello.to_str().unwrap();
+    for n in ["0", "-1", "16777217", "1e3", "x", ""] {
+        assert_bad_input(
+            &["run", "--kernel", k, "--trace-events", n],
+            &[&format!("--trace-events '{n}'"), "from 1 to 16777216"],
+        );
+    }
+    for ns in [
+        "1000000001",
+        "-1",
+        "18446744073709551616",
+        "50us",
+        "1.5",
+        "",
+    ] {
+        assert_bad_input(
+            &["run", "--kernel", k, "--timer-slack", ns],
+            &[&format!("--timer-slack '{ns}'"), "from 1 to 1000000000"],
+        );
+    }
+}
+
+#[test]
+fn unwritable_trace_and_hist_log_paths_name_their_option() {
+    let hello = guest("hello");
+    let k = hello.to_str().unwrap();
+    for opt in ["--trace", "--hist-log"] {
+        assert_bad_input(
+            &["run", "--kernel", k, opt, "/nonexistent/dir/x.json"],
+            &[&format!("{opt} '/nonexistent/dir/x.json'")],
+        );
+    }
+}

@@ -291,6 +291,35 @@ fn hist_log_holds_the_report_histograms() {
     }
 }
 
+/// `--timer-slack` is in the report's config (1 ns, QEMU's, by default; 0
+/// for the thread's default), and so are the trace options.
+#[test]
+fn timer_slack_is_recorded_in_the_config() {
+    let k = guest("hello");
+    for (slack, expect) in [(None, 1u64), (Some("250000"), 250_000), (Some("0"), 0)] {
+        let dir = scratch(&format!("slack-{expect}"));
+        let r = dir.join("r.json");
+        let mut args = vec![
+            "run",
+            "--kernel",
+            k.to_str().unwrap(),
+            "--timeout",
+            "20",
+            "--stats",
+            r.to_str().unwrap(),
+        ];
+        if let Some(s) = slack {
+            args.extend(["--timer-slack", s]);
+        }
+        let (code, err) = run(&args, b"");
+        assert_eq!(code, Some(0), "{err}");
+        let v = read_report(&dir);
+        assert_eq!(v["config"]["timer_slack_ns"], expect, "{slack:?}");
+        assert!(v["config"]["trace"].is_null());
+        assert_eq!(v["config"]["trace_events"], 200_000);
+    }
+}
+
 /// The trace hash: identical run after run for an SMP guest under
 /// round-robin icount (`sleep=off` makes the run a function of the ELF),
 /// different when the guest sees other times, and combined over the harts.

@@ -26,14 +26,12 @@ use crate::sync::kick::Kicker;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 
 /// The clock kick latencies are measured with: monotonic ns since the first
-/// call in this process (0 under loom, where nothing is timed).
+/// use in this process, the trace clock ([`crate::trace::now_ns`]; 0 under
+/// loom, where nothing is timed).
 #[cfg(not(loom))]
+#[inline]
 pub fn kick_clock_ns() -> u64 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_nanos() as u64
+    crate::trace::now_ns()
 }
 
 /// See the non-loom version.
@@ -281,12 +279,23 @@ impl CpuShared {
         // are observed together with it). Relaxed: the stamp is a
         // measurement, ordered with nothing; it is read after the Acquire
         // swap of `exit_request`, which this store precedes.
-        let _ = self.kicked_at.compare_exchange(
-            0,
-            kick_clock_ns() + 1,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let now = kick_clock_ns();
+        let _stamped = self
+            .kicked_at
+            .compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        #[cfg(not(loom))]
+        if crate::trace::enabled() {
+            crate::trace::record(crate::trace::Event::KickSent {
+                vcpu: self.index as u32,
+                at: now,
+                flow: if _stamped {
+                    crate::trace::kick_flow(self.index, now + 1)
+                } else {
+                    0
+                },
+            });
+        }
         // Release: everything the kicker wrote before the kick (mip, stop
         // requests) is visible to the vCPU once it acquires `exit_request`.
         if self.kick_all {
@@ -333,8 +342,15 @@ impl CpuShared {
     /// the oldest unobserved kick was issued (ns), and forget it. `None` when
     /// the exit request was not a kick's (nothing was stamped).
     pub fn take_kick_latency(&self) -> Option<u64> {
+        self.take_kick_stamp()
+            .map(|(sent, now)| now.saturating_sub(sent))
+    }
+
+    /// As [`CpuShared::take_kick_latency`], returning when the kick was
+    /// issued and now, on [`kick_clock_ns`].
+    pub fn take_kick_stamp(&self) -> Option<(u64, u64)> {
         let at = self.kicked_at.swap(0, Ordering::Relaxed);
-        (at != 0).then(|| kick_clock_ns().saturating_sub(at - 1))
+        (at != 0).then(|| (at - 1, kick_clock_ns()))
     }
 
     /// Consume the exit request (the vCPU thread only).

@@ -203,10 +203,15 @@ impl DeviceOrder for Order<'_> {
             .proto
             .before_access(&self.host, i, t, &self.wait)
         {
-            record(
-                &mut self.wait_ns.borrow_mut(),
-                t0.elapsed().as_nanos() as u64,
-            );
+            let dur = t0.elapsed().as_nanos() as u64;
+            record(&mut self.wait_ns.borrow_mut(), dur);
+            if crate::trace::enabled() {
+                crate::trace::record(crate::trace::Event::AccessWait {
+                    vcpu: i as u32,
+                    start: crate::trace::ns_of(t0),
+                    dur,
+                });
+            }
         }
     }
 }
@@ -375,6 +380,13 @@ fn run_quantum<'a>(
                         0
                     };
                     record(&mut s.barrier_wait_ns, ns);
+                    if waited && crate::trace::enabled() {
+                        crate::trace::record(crate::trace::Event::BarrierWait {
+                            vcpu: hart as u32,
+                            start: crate::trace::ns_of(t0),
+                            dur: ns,
+                        });
+                    }
                 }
                 None => break,
             }

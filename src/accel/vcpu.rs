@@ -193,7 +193,15 @@ impl Handoff {
         if !self.wait(m, waiter) {
             return 0;
         }
-        record(&mut stats.handoff_ns, t0.elapsed().as_nanos() as u64);
+        let dur = t0.elapsed().as_nanos() as u64;
+        record(&mut stats.handoff_ns, dur);
+        if crate::trace::enabled() {
+            crate::trace::record(crate::trace::Event::Handoff {
+                vcpu: stats.hart as u32,
+                start: crate::trace::ns_of(t0),
+                dur,
+            });
+        }
         stats.handoffs += 1;
         self.ran.swap(0, Ordering::Relaxed) as usize
     }
@@ -347,6 +355,9 @@ pub struct Vcpu<'a> {
     /// `cpu_handle_interrupt` consumes it (the request then ends the round
     /// when the vCPU's turn comes).
     round_robin: bool,
+    /// When the current halt began on the trace clock, if it is traced
+    /// (0: not halted, or no trace).
+    halt_since: u64,
 }
 
 impl<'a> Vcpu<'a> {
@@ -366,6 +377,7 @@ impl<'a> Vcpu<'a> {
                 ..Default::default()
             },
             round_robin,
+            halt_since: 0,
         }
     }
 
@@ -388,7 +400,16 @@ impl<'a> Vcpu<'a> {
     /// that made it, split by whether the vCPU was halted.
     pub fn observe_kick(&mut self) {
         if self.shared.take_exit_request() {
-            if let Some(ns) = self.shared.take_kick_latency() {
+            if let Some((sent, now)) = self.shared.take_kick_stamp() {
+                let ns = now.saturating_sub(sent);
+                if crate::trace::enabled() {
+                    crate::trace::record(crate::trace::Event::KickReceived {
+                        vcpu: self.stats.hart as u32,
+                        at: now,
+                        flow: crate::trace::kick_flow(self.stats.hart, sent + 1),
+                        halted: self.halted,
+                    });
+                }
                 let h = if self.halted {
                     &mut self.stats.kick_halted_ns
                 } else {
@@ -480,6 +501,7 @@ impl<'a> Vcpu<'a> {
                 return Step::Idle;
             }
             self.halted = false;
+            self.trace_halt_end();
             if self.hart.local.is_some() {
                 // Under the warp lock, with which the machine's VIRTUAL moves
                 // to the slowest clock: that must count this one from now.
@@ -510,6 +532,9 @@ impl<'a> Vcpu<'a> {
         if exit == Exit::Halt {
             self.stats.halts += 1;
             self.halted = true;
+            if crate::trace::enabled() {
+                self.halt_since = crate::trace::now_ns();
+            }
             if self.hart.local.is_some() {
                 // Relaxed: as the other stores of the clock (see `Hart`).
                 self.shared.vclock.store(i64::MAX, Ordering::Relaxed);
@@ -524,9 +549,22 @@ impl<'a> Vcpu<'a> {
         Step::Ran(exit)
     }
 
+    /// Record the halt that ends now, if it was traced.
+    fn trace_halt_end(&mut self) {
+        if self.halt_since != 0 {
+            let start = std::mem::take(&mut self.halt_since);
+            crate::trace::record(crate::trace::Event::Halt {
+                vcpu: self.stats.hart as u32,
+                start,
+                dur: crate::trace::now_ns().saturating_sub(start),
+            });
+        }
+    }
+
     /// The vCPU's statistics, once it has finished.
     pub fn finish(mut self) -> VcpuStats {
         self.publish();
+        self.trace_halt_end();
         let h = &self.hart;
         let mut stats = self.stats;
         stats.instructions = h.retired;

@@ -279,7 +279,16 @@ impl TimerList {
                 list: self.me.clone(),
                 id,
             };
+            let traced = crate::trace::enabled().then(crate::trace::now_ns);
             (cb.lock())(&me);
+            if let Some(start) = traced {
+                crate::trace::record(crate::trace::Event::Timer {
+                    clock: self.clock,
+                    start,
+                    dur: crate::trace::now_ns().saturating_sub(start),
+                    late_ns: now_ns - expire,
+                });
+            }
             fired += 1;
         }
         fired

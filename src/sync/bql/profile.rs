@@ -15,6 +15,10 @@
 //! two clock reads per hold, several times the cost of an uncontended lock
 //! on this kind of host, so holds are *sampled*: one acquisition in
 //! `hold_sample` (the rate is in every report; 1 measures every hold).
+//! While a `--trace` is recorded ([`crate::trace`]) every hold is timed for
+//! the trace's hold events, and contended waits become wait events; only
+//! the samples go into the profile. Without a trace that costs one check of
+//! a flag per acquisition.
 //!
 //! # Reading
 //! Readers (the monitor, the run report) merge the per-thread records; a
@@ -160,7 +164,12 @@ pub struct Profile {
 pub struct Held {
     thread: *const ThreadProfile,
     slot: *const SiteSlot,
+    /// When the hold began, if it is timed (sampled, or traced).
     since: Option<Instant>,
+    /// Whether the hold is one of the profile's samples.
+    sampled: bool,
+    /// The call site, for the trace ([`crate::trace`]), if traced.
+    traced: Option<&'static Location<'static>>,
 }
 
 impl Profile {
@@ -271,28 +280,47 @@ impl Profile {
         let g = match try_lock() {
             Some(g) => g,
             // SAFETY: as above.
-            None => Self::contended(unsafe { &*thread }, s, lock),
+            None => Self::contended(unsafe { &*thread }, s, site, lock),
         };
         let n = s.acquisitions.load(Ordering::Relaxed).wrapping_add(1);
         // Invariant: one writer (this thread); see `bump`.
         s.acquisitions.store(n, Ordering::Relaxed);
-        let since = (n & self.hold_mask == 0).then(Instant::now);
+        let sampled = n & self.hold_mask == 0;
+        // With a trace every hold is timed (the trace's hold events), but
+        // only the samples go into the profile.
+        let traced = crate::trace::enabled().then_some(site);
+        let since = (sampled || traced.is_some()).then(Instant::now);
         (
             g,
             Held {
                 thread,
                 slot,
                 since,
+                sampled,
+                traced,
             },
         )
     }
 
     #[cold]
     #[inline(never)]
-    fn contended<G>(t: &ThreadProfile, s: &SiteSlot, lock: impl FnOnce() -> G) -> G {
+    fn contended<G>(
+        t: &ThreadProfile,
+        s: &SiteSlot,
+        site: &'static Location<'static>,
+        lock: impl FnOnce() -> G,
+    ) -> G {
         let t0 = Instant::now();
         let g = lock();
         let w = t0.elapsed().as_nanos() as u64;
+        if crate::trace::enabled() {
+            crate::trace::record(crate::trace::Event::BqlWait {
+                site,
+                start: crate::trace::ns_of(t0),
+                dur: w,
+            });
+        }
+
         bump(&s.contended, 1);
         bump(&s.wait_ns_total, w);
         if w > s.wait_ns_max.load(Ordering::Relaxed) {
@@ -314,6 +342,16 @@ impl Profile {
     #[inline(never)]
     fn record_hold(h: &Held, since: Instant) {
         let ns = since.elapsed().as_nanos() as u64;
+        if let Some(site) = h.traced {
+            crate::trace::record(crate::trace::Event::BqlHold {
+                site,
+                start: crate::trace::ns_of(since),
+                dur: ns,
+            });
+        }
+        if !h.sampled {
+            return;
+        }
         // SAFETY: as in `acquire`: the profile's `threads` keeps the record
         // alive, and the guard that holds `h` borrows the profile's lock.
         let (t, s) = unsafe { (&*h.thread, &*h.slot) };
