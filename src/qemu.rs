@@ -77,6 +77,7 @@ pub const NOT_FOR_QEMU: &[&str] = &[
     "timer-slack",
     "compat",
     "trace",
+    "trace-events",
     "monitor",
     "stats",
     "hist-log",

@@ -696,7 +696,10 @@ fn trace_run(
     };
     let path = sweep.dir.path.join("trace.json");
     let mut cmd = sweep.command(c, None, None).map_err(SweepError::Host)?;
-    cmd.arg("--trace").arg(&path);
+    cmd.arg("--trace")
+        .arg(&path)
+        .arg("--trace-events")
+        .arg(sweep.exp.trace_events.to_string());
     eprintln!("vcpulab: tracing one run of {}", describe(c));
     match run_child(cmd, sweep.limit + Duration::from_secs(10), signals)
         .map_err(|e| SweepError::Host(format!("cannot start the traced run: {e}")))?

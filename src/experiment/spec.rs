@@ -33,6 +33,7 @@
 //! series = ["bql", "backend"]
 //!
 //! [trace]                        # one traced run of this configuration after the sweep
+//! events = 5000                  # events kept per thread (the first ones)
 //! smp = 2
 //! bql = "mmio"
 //! ```
@@ -53,6 +54,10 @@ pub const BACKENDS: [&str; 3] = ["vcpulab", "qemu-10.0", "qemu-7.2"];
 /// sets them itself (`guest`, `time-limit`, its own report paths).
 pub const RUNNER_OPTIONS: [&str; 6] =
     ["kernel", "stats", "hist-log", "timeout", "monitor", "trace"];
+
+/// Events per thread a `[trace]` run keeps unless `events` says otherwise:
+/// enough for a few milliseconds of a busy vCPU, a file of a few MB.
+pub const DEFAULT_TRACE_EVENTS: u32 = 5000;
 
 /// The most host spinner threads a `load` value may ask for.
 pub const MAX_LOAD: u32 = 256;
@@ -142,6 +147,8 @@ pub struct Experiment {
     pub plots: Vec<PlotSpec>,
     /// The configuration to trace once after the sweep (axis → label).
     pub trace: Option<BTreeMap<String, String>>,
+    /// Events per thread the traced run keeps (`--trace-events`).
+    pub trace_events: u32,
 }
 
 #[derive(Deserialize)]
@@ -455,9 +462,24 @@ impl Experiment {
             }
             exclude.push(Exclude { matches: m });
         }
+        let mut trace_events = DEFAULT_TRACE_EVENTS;
         let trace = match &raw.trace {
             None => None,
-            Some(t) => Some(axis_labels(t.get_ref(), &t.span(), "trace")?),
+            Some(t) => {
+                let mut t2 = t.get_ref().clone();
+                if let Some(e) = t2.remove("events") {
+                    trace_events = match e.as_integer() {
+                        Some(n) if (1..=16_777_216).contains(&n) => n as u32,
+                        _ => {
+                            return Err(loc.error(
+                                &t.span(),
+                                format!("trace: invalid events {e}: expected 1..=16777216 events per thread"),
+                            ));
+                        }
+                    };
+                }
+                Some(axis_labels(&t2, &t.span(), "trace")?)
+            }
         };
 
         let metrics = raw
@@ -541,6 +563,7 @@ impl Experiment {
             metrics,
             plots,
             trace,
+            trace_events,
         })
     }
 
