@@ -44,6 +44,18 @@ fn vcpulab(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String)
     )
 }
 
+/// `vcpulab experiment FILE --out OUT EXTRA...`.
+fn sweep(file: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut a = vec![
+        "experiment",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    a.extend_from_slice(extra);
+    vcpulab(&a, &[])
+}
+
 fn records(dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("runs.jsonl"))
         .unwrap()
@@ -178,15 +190,7 @@ fn bad_experiment_files_are_refused_with_file_and_line() {
     for (name, text, line, msg) in cases {
         let f = write(&dir, &format!("{name}.toml"), text);
         let out = dir.join(format!("out-{name}"));
-        let (code, _, err) = vcpulab(
-            &[
-                "experiment",
-                f.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let (code, _, err) = sweep(&f, &out, &[]);
         assert_eq!(code, Some(2), "{name}: {err}");
         let want = format!("{}:{line}:", f.display());
         assert!(err.contains(&want), "{name}: expected '{want}' in: {err}");
@@ -232,15 +236,7 @@ fn a_hanging_guest_is_cut_and_the_sweep_goes_on() {
     let f = write(&dir, "spin.toml", &spin);
     let out = dir.join("out");
     let t = Instant::now();
-    let (code, _, err) = vcpulab(
-        &[
-            "experiment",
-            f.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, _, err) = sweep(&f, &out, &[]);
     assert_eq!(code, Some(0), "{err}");
     let rs = records(&out);
     assert_eq!(rs.len(), 4, "{err}");
@@ -337,30 +333,12 @@ fn shards_merge_into_the_runs_of_one_sweep() {
     let dir = scratch("shard");
     let f = write(&dir, "s.toml", &storm(3, 2000, ""));
     let full = dir.join("full");
-    let (code, _, err) = vcpulab(
-        &[
-            "experiment",
-            f.to_str().unwrap(),
-            "--out",
-            full.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, _, err) = sweep(&f, &full, &[]);
     assert_eq!(code, Some(0), "{err}");
     let mut parts = Vec::new();
     for k in 1..=3 {
         let d = dir.join(format!("shard{k}"));
-        let (code, _, err) = vcpulab(
-            &[
-                "experiment",
-                f.to_str().unwrap(),
-                "--out",
-                d.to_str().unwrap(),
-                "--shard",
-                &format!("{k}/3"),
-            ],
-            &[],
-        );
+        let (code, _, err) = sweep(&f, &d, &["--shard", &format!("{k}/3")]);
         assert_eq!(code, Some(0), "{err}");
         parts.push(d);
     }
@@ -387,19 +365,7 @@ fn shards_merge_into_the_runs_of_one_sweep() {
     assert_eq!(code, Some(2), "{err}");
     // A filter runs a subset.
     let sub = dir.join("sub");
-    let (code, _, err) = vcpulab(
-        &[
-            "experiment",
-            f.to_str().unwrap(),
-            "--out",
-            sub.to_str().unwrap(),
-            "--filter",
-            "bql=device,smp=2",
-            "--reps",
-            "2",
-        ],
-        &[],
-    );
+    let (code, _, err) = sweep(&f, &sub, &["--filter", "bql=device,smp=2", "--reps", "2"]);
     assert_eq!(code, Some(0), "{err}");
     let rs = records(&sub);
     assert_eq!(rs.len(), 2);
@@ -455,15 +421,7 @@ fn an_unusable_output_directory_is_a_clear_error() {
     let f = write(&dir, "s.toml", &storm(1, 1000, ""));
     let file = write(&dir, "a-file", "x");
     let out = file.join("out");
-    let (code, _, err) = vcpulab(
-        &[
-            "experiment",
-            f.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, _, err) = sweep(&f, &out, &[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(&out.display().to_string()) && err.contains("cannot create"),
@@ -472,4 +430,110 @@ fn an_unusable_output_directory_is_a_clear_error() {
     let (code, _, err) = vcpulab(&["report", dir.to_str().unwrap()], &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("not a result directory"), "{err}");
+}
+
+/// Every committed experiment file is valid (checked with `--dry-run`, which
+/// parses every configuration with `vcpulab run`'s checks).
+#[test]
+fn the_committed_experiments_are_valid() {
+    let dir = common::repo_root().join("experiments");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        n += 1;
+        let mut cmd = Command::new(vcpulab_bin());
+        cmd.current_dir(common::repo_root())
+            .args(["experiment", p.to_str().unwrap(), "--dry-run"]);
+        let f = common::proc::run_bounded(cmd, Duration::from_secs(60), 1 << 20).unwrap();
+        let err = String::from_utf8_lossy(&f.stderr);
+        let out = String::from_utf8_lossy(&f.stdout);
+        assert_eq!(f.code, Some(0), "{}: {err}", p.display());
+        assert!(out.contains(" configurations, "), "{}: {out}", p.display());
+    }
+    assert!(n >= 9, "the nine experiments: found {n}");
+}
+
+/// The README's main job: `vcpulab experiment` with no FILE runs
+/// experiments/quick.toml. Here one repetition of its one-vCPU
+/// configurations, which leaves the report with its plots.
+#[test]
+fn the_main_job_runs_quick_and_leaves_a_report() {
+    let out = scratch("quick");
+    let mut cmd = Command::new(vcpulab_bin());
+    cmd.current_dir(common::repo_root()).args([
+        "experiment",
+        "--reps",
+        "1",
+        "--filter",
+        "smp=1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let f = common::proc::run_bounded(cmd, Duration::from_secs(300), 1 << 20).unwrap();
+    let err = String::from_utf8_lossy(&f.stderr);
+    assert_eq!(f.code, Some(0), "{err}");
+    let rs = records(&out);
+    assert!(rs.iter().all(|r| r["experiment"] == "quick"));
+    let vcpulab_done = rs
+        .iter()
+        .filter(|r| r["backend"] == "vcpulab" && r["status"] == "done")
+        .count();
+    assert_eq!(vcpulab_done, 6, "3 policies x 2 modes: {err}");
+    for r in &rs {
+        // QEMU rows are done, or skipped with the reason when a QEMU is
+        // missing; never failed.
+        assert!(r["status"] == "done" || r["status"] == "skipped", "{r}");
+        if r["status"] == "done" {
+            assert_eq!(r["work"].as_u64(), Some(600_000), "{r}");
+        }
+    }
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("plots/throughput-vs-smp.svg"), "{summary}");
+    assert!(out.join("plots/throughput-vs-smp.svg").is_file());
+    // The traced configuration (smp=2) is not in the filtered sweep.
+    assert!(!out.join("trace.json").exists());
+}
+
+/// The committed reference results rebuild into a report: `vcpulab report
+/// results/NAME` reads what is committed (runs.jsonl, the experiment file).
+#[test]
+fn the_committed_results_rebuild() {
+    let results = common::repo_root().join("results");
+    let mut n = 0;
+    for e in std::fs::read_dir(&results).unwrap() {
+        let p = e.unwrap().path();
+        if !p.join("runs.jsonl").is_file() {
+            continue;
+        }
+        n += 1;
+        let out = scratch(&format!(
+            "rebuild-{}",
+            p.file_name().unwrap().to_string_lossy()
+        ));
+        let (code, _, err) = vcpulab(
+            &[
+                "report",
+                p.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(0), "{}: {err}", p.display());
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            records(&out)
+                .iter()
+                .all(|r| r["experiment"] == name.as_str())
+        );
+        let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        assert!(
+            summary.contains(&format!("experiments/{name}.toml")),
+            "{summary}"
+        );
+    }
+    assert!(n >= 9, "nine committed result sets: found {n}");
 }

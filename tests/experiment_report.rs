@@ -169,6 +169,7 @@ fn spec() -> ReportSpec {
                 log_y: false,
                 kind: PlotKind::Line,
                 file: "throughput-vs-smp".into(),
+                only: Vec::new(),
             },
             PlotSpec {
                 metric: "bql.wait_ns.p99".into(),
@@ -179,6 +180,7 @@ fn spec() -> ReportSpec {
                 log_y: true,
                 kind: PlotKind::Bar,
                 file: "wait-by-policy".into(),
+                only: Vec::new(),
             },
             PlotSpec {
                 metric: "no.such.metric".into(),
@@ -189,6 +191,7 @@ fn spec() -> ReportSpec {
                 log_y: false,
                 kind: PlotKind::Line,
                 file: "missing".into(),
+                only: Vec::new(),
             },
         ],
         not_for_qemu: vec!["bql".into()],

@@ -89,6 +89,7 @@ pub fn plot_data(spec: &PlotSpec, records: &[RunRecord]) -> Option<PlotData> {
     let runs: Vec<(&RunRecord, f64)> = records
         .iter()
         .filter(|r| r.status == Status::Done)
+        .filter(|r| spec.only.iter().all(|(k, v)| r.config.get(k) == Some(v)))
         .filter_map(|r| metric_value(r, &spec.metric).map(|v| (r, v)))
         .filter(|(_, v)| !v.is_nan())
         .collect();
@@ -96,6 +97,30 @@ pub fn plot_data(spec: &PlotSpec, records: &[RunRecord]) -> Option<PlotData> {
         return None;
     }
     let mut notes = Vec::new();
+    if !spec.only.is_empty() {
+        let held: Vec<String> = spec
+            .only
+            .iter()
+            .map(|(k, v)| format!("`{k}` = {v}"))
+            .collect();
+        notes.push(format!("Only the runs with {}.", held.join(", ")));
+    }
+    // Axes neither on x, nor in a series, nor held by `only` that still vary:
+    // each point is then a median over several configurations; say so.
+    let mut pooled: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (r, _) in &runs {
+        for (k, v) in &r.config {
+            if k != &spec.x && !spec.series.contains(k) && !spec.only.iter().any(|(o, _)| o == k) {
+                pooled.entry(k).or_default().insert(v);
+            }
+        }
+    }
+    for (k, vals) in pooled.iter().filter(|(_, v)| v.len() > 1) {
+        notes.push(format!(
+            "Each point pools the {} values of `{k}` (add it to `series` or `where`).",
+            vals.len()
+        ));
+    }
     let x_of = |r: &RunRecord| -> String {
         r.config
             .get(&spec.x)
@@ -593,7 +618,39 @@ mod tests {
             log_y: false,
             kind,
             file: "f".into(),
+            only: Vec::new(),
         }
+    }
+
+    #[test]
+    fn where_holds_an_axis_and_a_varying_axis_left_out_is_said() {
+        let d = Status::Done;
+        let runs = vec![
+            rec("h", &[("smp", "2"), ("rate", "1")], Some(1.0), d),
+            rec("h", &[("smp", "2"), ("rate", "256")], Some(100.0), d),
+            rec("h", &[("smp", "4"), ("rate", "1")], Some(3.0), d),
+        ];
+        let mut s = spec("smp", &[], PlotKind::Line, false);
+        let pooled = plot_data(&s, &runs).unwrap();
+        assert!(
+            pooled
+                .notes
+                .iter()
+                .any(|n| n.contains("pools the 2 values of `rate`")),
+            "{:?}",
+            pooled.notes
+        );
+        assert_eq!(pooled.series[0].points[0].stats.max, 100.0);
+        s.only = vec![("rate".into(), "1".into())];
+        let held = plot_data(&s, &runs).unwrap();
+        assert!(
+            !held.notes.iter().any(|n| n.contains("pools")),
+            "{:?}",
+            held.notes
+        );
+        assert!(held.notes.iter().any(|n| n.contains("`rate` = 1")));
+        let p = &held.series[0].points;
+        assert_eq!((p.len(), p[0].stats.max, p[1].stats.max), (2, 1.0, 3.0));
     }
 
     #[test]

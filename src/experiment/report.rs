@@ -109,6 +109,9 @@ pub struct PlotSpec {
     pub kind: PlotKind,
     /// File stem of the SVG, e.g. `throughput-vs-smp`.
     pub file: String,
+    /// Only the runs whose axes have these labels (`where` in the file):
+    /// how a plot holds the axes it does not show at one value.
+    pub only: Vec<(String, String)>,
 }
 
 /// Why a report could not be written.

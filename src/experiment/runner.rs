@@ -673,7 +673,11 @@ pub fn run_experiment(
         }
     }
     bar.finish_and_clear();
-    if let Some(t) = &exp.trace {
+    // One traced run per sweep: not in every shard, and only of a
+    // configuration the (filtered) sweep ran.
+    if let Some(t) = &exp.trace
+        && opts.shard.is_none_or(|(k, _)| k == 1)
+    {
         trace_run(&sweep, &plan, t, signals)?;
     }
     let summary = finish(&stored)?;
@@ -688,10 +692,15 @@ fn trace_run(
     labels: &BTreeMap<String, String>,
     signals: &Receiver<TermSignal>,
 ) -> Result<(), SweepError> {
-    let Some(c) = plan.configs.iter().find(|c| {
-        c.backend == Backend::Vcpulab && labels.iter().all(|(k, v)| c.labels.get(k) == Some(v))
+    let Some(c) = plan.configs.iter().enumerate().find_map(|(i, c)| {
+        (c.backend == Backend::Vcpulab
+            && labels.iter().all(|(k, v)| c.labels.get(k) == Some(v))
+            && plan.runs.iter().any(|r| r.config == i))
+        .then_some(c)
     }) else {
-        eprintln!("vcpulab: [trace]: no vcpulab configuration matches; no trace written");
+        eprintln!(
+            "vcpulab: [trace]: no vcpulab configuration of this sweep matches; no trace written"
+        );
         return Ok(());
     };
     let path = sweep.dir.path.join("trace.json");

@@ -31,6 +31,7 @@
 //! metric = "throughput"
 //! x = "smp"
 //! series = ["bql", "backend"]
+//! where = { rate = "1" }         # hold the axes the plot does not show
 //!
 //! [trace]                        # one traced run of this configuration after the sweep
 //! events = 5000                  # events kept per thread (the first ones)
@@ -195,6 +196,8 @@ struct RawPlot {
     log_y: bool,
     kind: Option<Spanned<String>>,
     file: Option<String>,
+    #[serde(rename = "where")]
+    only: Option<Spanned<toml::Table>>,
 }
 
 /// Turns byte offsets into line and column numbers.
@@ -535,7 +538,14 @@ impl Experiment {
                     format!("plot {}: a second plot named '{file}' (set `file`)", i + 1),
                 ));
             }
+            let only = match &r.only {
+                None => Vec::new(),
+                Some(t) => axis_labels(t.get_ref(), &t.span(), "plot where")?
+                    .into_iter()
+                    .collect(),
+            };
             plots.push(PlotSpec {
+                only,
                 metric: r.metric.clone(),
                 x: r.x.get_ref().clone(),
                 series: r.series.iter().map(|s| s.get_ref().clone()).collect(),
