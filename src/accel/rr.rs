@@ -207,7 +207,7 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                 match v.step(limit, &mut lock) {
                     Step::Ran(Exit::Io) | Step::Yielded => {
                         left = left.saturating_sub(counted(v) - before);
-                        if m.cpus[i].exit_requested() {
+                        if m.cpus[i].exit_requested() && !lock.hand_over(v, i) {
                             // A kick during the access (a VIRTUAL timer
                             // that became the head, a stop): `cpu_exec`
                             // checks the request after every TB and leaves.
@@ -215,6 +215,15 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                             v.hart.check_interrupts();
                             break None;
                         }
+                        if icount && left == 0 {
+                            v.hart.check_interrupts();
+                            break None;
+                        }
+                    }
+                    Step::Ran(Exit::Kicked) if lock.hand_over(v, i) => {
+                        // Only asked to give the BQL up (`--bql always`):
+                        // the turn goes on.
+                        left = left.saturating_sub(counted(v) - before);
                         if icount && left == 0 {
                             v.hart.check_interrupts();
                             break None;
