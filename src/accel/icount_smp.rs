@@ -19,8 +19,10 @@
 //!   - **Without a quantum** the clocks run free (QEMU's `contrib/plugins/ips.c`
 //!     idea): the machine's VIRTUAL is the minimum over the running vCPUs,
 //!     moved on at each vCPU's exits; a vCPU runs to the next deadline on its
-//!     own clock, then on in chunks of 100 µs of virtual time; whoever finds the
-//!     minimum past a deadline runs the timers. The baseline for skew.
+//!     own clock and waits there, parked, until the minimum gets there too
+//!     (with no deadline ahead, it runs on in chunks of 100 µs of virtual
+//!     time); whoever finds the minimum at a deadline runs the timers. The
+//!     baseline for skew.
 //!   - **With a quantum Q** ([`Quantum`]): a barrier at every multiple of Q
 //!     and at every deadline known when the quantum starts. Every running
 //!     vCPU stops at the barrier's time on its own clock; the last to arrive

@@ -49,7 +49,9 @@
 //!
 //! Under `--bql always` the thread holds the BQL across turns, as
 //! single-threaded TCG did before MTTCG, and gives it up at the same exits
-//! as a vCPU thread does ([`crate::accel::vcpu::ExecLock`]).
+//! as a vCPU thread does ([`crate::accel::vcpu::ExecLock`]). An exit that
+//! only hands the BQL over does not end the turn
+//! ([`crate::accel::vcpu::ExecLock::hand_over`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
