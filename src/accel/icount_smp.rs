@@ -352,8 +352,11 @@ fn run_free<'a>(
         };
         let step = v.step(limit, lock);
         // A vCPU that halts leaves the minimum: it must move the machine's
-        // clock itself, or a vCPU waiting for that may wait for ever.
-        let halted = step == Step::Ran(Exit::Halt);
+        // clock itself while another vCPU runs (which may be waiting for
+        // that). When every vCPU is halted, none waits, and the lock may be
+        // held by an idle `sleep=on` warp for as long as it sleeps.
+        let halted =
+            step == Step::Ran(Exit::Halt) && sched.halted.load(Ordering::Acquire) < m.cpus.len();
         if !wait_after(step, m, sched, waiter, v) {
             break;
         }
