@@ -1133,3 +1133,202 @@ fn stress_random_checks_can_fail() {
         .is_err()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Configurations the random test found hanging, run as they were found
+
+/// One configuration that hung: the guest, its arguments after `--kernel
+/// ELF`, how many runs, the output lines it must print, and a check of its
+/// report (an error message, or `None`).
+struct KnownHang {
+    what: &'static str,
+    guest: Guest,
+    args: &'static [&'static str],
+    runs: usize,
+    /// `--timeout`, s.
+    timeout: &'static str,
+    expect: Vec<String>,
+    report: fn(&serde_json::Value) -> Option<String>,
+}
+
+/// Configurations `stress_random_smp` found hanging, each run a few times
+/// under `--timeout` and the watchdog:
+///
+/// * `smp=local` without a quantum (free-running clocks): hart 0 arms its
+///   timer relative to its own clock while the other harts, slower because
+///   they store to the UART, hold the machine's clock back. A vCPU that ran
+///   on past its deadline got each interrupt later in its own time than the
+///   last, its lead growing every time: the run never finished, with the
+///   timers on the vCPU threads or handed to the iothread. Hart 0 now stops
+///   at its deadline until the others catch up, so it takes its interrupts
+///   at its own time: its clock ends within 1 ms (7 windows of 26 µs).
+/// * Round-robin under `--bql always` with 6 harts (1 run in 3 hung): the
+///   iothread's request for the BQL at each kick-timer tick ended the
+///   running vCPU's turn, and the kick timer's own kick then ended the next
+///   one's after a TB or none; every other vCPU starved (one had executed no
+///   instruction after 10 s). Every hart must now finish within 10 s and get its share of the turns.
+#[test]
+fn stress_known_hangs() {
+    let free_running = |ic_timers: &'static str| KnownHang {
+        what: if ic_timers == "iothread" {
+            "smp=local free-running, hart 0's own timer, timers on the iothread"
+        } else {
+            "smp=local free-running, hart 0's own timer, timers on the vCPUs"
+        },
+        guest: Guest::TimerStorm,
+        args: if ic_timers == "iothread" {
+            &[
+                "--smp",
+                "4",
+                "--param",
+                "0=7",
+                "--param",
+                "1=1",
+                "--param",
+                "2=260",
+                "--bql",
+                "device",
+                "--bql-lock",
+                "parking_lot-fair",
+                "--kick",
+                "eventfd",
+                "--icount",
+                "shift=6,sleep=off,smp=local",
+                "--icount-timers",
+                "iothread",
+                "--accel",
+                "tcg,thread=multi",
+            ]
+        } else {
+            &[
+                "--smp",
+                "4",
+                "--param",
+                "0=7",
+                "--param",
+                "1=1",
+                "--param",
+                "2=260",
+                "--bql",
+                "device",
+                "--kick",
+                "eventfd",
+                "--icount",
+                "shift=6,sleep=off,smp=local",
+                "--icount-timers",
+                "vcpu",
+                "--accel",
+                "tcg,thread=multi",
+            ]
+        },
+        runs: 3,
+        // Fixed: well under a second on the 2-core host.
+        timeout: "30",
+        expect: vec![smptimer::expected_output(7)],
+        report: |r| {
+            let v0 = r["icount_smp"]["vcpus"][0]["vtime_ns"].as_i64();
+            match v0 {
+                Some(ns) if ns < 1_000_000 => None,
+                _ => Some(format!(
+                    "hart 0's clock ended at {v0:?} ns: its 7 interrupts came late in its own time"
+                )),
+            }
+        },
+    };
+    let cases = [
+        free_running("iothread"),
+        free_running("vcpu"),
+        KnownHang {
+            what: "round-robin, --bql always, every hart's turn",
+            guest: Guest::Spinlock,
+            args: &[
+                "--smp",
+                "6",
+                "--param",
+                "0=5",
+                "--param",
+                "4=1",
+                "--bql",
+                "always",
+                "--bql-lock",
+                "ticket",
+                "--kick",
+                "signal",
+                "--accel",
+                "tcg,thread=single",
+            ],
+            runs: 6,
+            // Fixed: about 1.5 s on the 2-core host, as QEMU 10.0 takes on
+            // the same command line.
+            timeout: "10",
+            expect: vec!["counter=30 expected=30 ok".into()],
+            report: |r| {
+                let per: Vec<u64> = r["instructions"]["per_vcpu"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+                    .unwrap_or_default();
+                // Each turn is 100 ms of spinning or work, and every hart
+                // gets turns in order: fixed, the fewest instructions were
+                // at least 0.46 of the most in 6 runs. Before, 3 of 6 runs
+                // hit the 10 s timeout (one with two harts at 0), and the
+                // others took 2 to 8 s.
+                let (min, max) = (per.iter().min(), per.iter().max());
+                match (per.len(), min, max) {
+                    (6, Some(&lo), Some(&hi)) if lo > 0 && lo >= hi / 10 => None,
+                    _ => Some(format!(
+                        "instructions.per_vcpu = {per:?}: a hart got almost no turns"
+                    )),
+                }
+            },
+        },
+    ];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let stats = tmp.path().join("known.json");
+    let mut failures = Vec::new();
+    for c in &cases {
+        let kernel = c.guest.path();
+        for run in 0..c.runs {
+            let _ = std::fs::remove_file(&stats);
+            let mut cmd = Command::new(vcpulab_bin());
+            cmd.arg("run").arg("--kernel").arg(&kernel).args(c.args);
+            cmd.args(["--timeout", c.timeout, "--stats"]).arg(&stats);
+            let start = Instant::now();
+            let r = run_with_limit(cmd, RANDOM_RUN_WATCHDOG);
+            let wall = start.elapsed();
+            let out = r.text();
+            let report: serde_json::Value = std::fs::read_to_string(&stats)
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let why = if r.timed_out || r.code == Some(124) {
+                Some("HANG: the run did not finish".to_string())
+            } else if r.code != Some(0) || !r.stderr.is_empty() {
+                Some(format!(
+                    "exit status {:?}, stderr not empty or not 0",
+                    r.code
+                ))
+            } else if let Some(l) = c.expect.iter().find(|l| !out.contains(l.as_str())) {
+                Some(format!("{l:?} missing from the output"))
+            } else {
+                (c.report)(&report)
+            };
+            eprintln!(
+                "stress_known_hangs: {} (run {}/{}): {wall:.2?}{}",
+                c.what,
+                run + 1,
+                c.runs,
+                if why.is_some() { " FAILED" } else { "" }
+            );
+            if let Some(why) = why {
+                failures.push(format!(
+                    "{}: {why}\n  vcpulab run --kernel {} {}\n{}",
+                    c.what,
+                    kernel.display(),
+                    c.args.join(" "),
+                    describe("vcpulab", &r)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -19,8 +19,10 @@
 //!   - **Without a quantum** the clocks run free (QEMU's `contrib/plugins/ips.c`
 //!     idea): the machine's VIRTUAL is the minimum over the running vCPUs,
 //!     moved on at each vCPU's exits; a vCPU runs to the next deadline on its
-//!     own clock, then on in chunks of 100 µs of virtual time; whoever finds the
-//!     minimum past a deadline runs the timers. The baseline for skew.
+//!     own clock and waits there, parked, until the minimum gets there too
+//!     (with no deadline ahead, it runs on in chunks of 100 µs of virtual
+//!     time); whoever finds the minimum at a deadline runs the timers. The
+//!     baseline for skew.
 //!   - **With a quantum Q** ([`Quantum`]): a barrier at every multiple of Q
 //!     and at every deadline known when the quantum starts. Every running
 //!     vCPU stops at the barrier's time on its own clock; the last to arrive
@@ -302,6 +304,19 @@ fn run_global<'a>(
 }
 
 /// `smp=local` without a quantum: free-running clocks.
+///
+/// A vCPU runs on its own clock to the next VIRTUAL deadline. If the
+/// machine's clock (the slowest running vCPU) is not there yet, the vCPU
+/// waits, parked, until it is ([`wait_for_slowest`]); the timers then run
+/// and the vCPU goes on. Without the wait it would run on past the
+/// deadline, and a timer a vCPU arms for itself relative to its own clock
+/// (the CLINT's `mtimecmp = mtime + delta`) would fire only once the
+/// slowest vCPU had caught up with it: late by its whole lead, during which
+/// it runs further ahead. Each such interrupt then costs the slower vCPUs
+/// more catching up than the last (the lead grows by the speed ratio every
+/// time), and a guest that waits for a few of them on a hart that runs
+/// faster than the others (`smp_timer_storm` at 4 harts, whose other harts
+/// store to the UART in their loop) does not finish.
 fn run_free<'a>(
     m: &'a Machine,
     sched: &Sched,
@@ -311,36 +326,118 @@ fn run_free<'a>(
     handoff: &Handoff,
 ) {
     let vlist = m.timers.get(ClockType::Virtual);
+    let hart = v.stats_mut().hart;
     loop {
         let now = v.hart.local_now(0).expect("local clock");
         let g = m.clocks.get_ns(ClockType::Virtual);
         let d = vlist.deadline_ns(g);
         let ahead = now - g;
-        let limit = if d >= 0 && ahead < d {
+        if d > 0
+            && ahead >= d
+            && !v.halted()
+            && !m.run.shutdown_requested()
+            && !m.run.pause_requested()
+        {
+            // At the deadline on its own clock, before the machine: wait for
+            // the others (a stop or a pause ends the wait, and the step
+            // below then returns at once).
+            wait_for_slowest(m, sched, waiter, hart);
+            run_timers(m, sched, handoff, waiter, lock, v);
+            continue;
+        }
+        let limit = if d > 0 && ahead < d {
             insns_for(m, d - ahead)
         } else {
             insns_for(m, FREE_CHUNK_NS)
         };
         let step = v.step(limit, lock);
+        // A vCPU that halts leaves the minimum: it must move the machine's
+        // clock itself while another vCPU runs (which may be waiting for
+        // that). When every vCPU is halted, none waits, and the lock may be
+        // held by an idle `sleep=on` warp for as long as it sleeps.
+        let halted =
+            step == Step::Ran(Exit::Halt) && sched.halted.load(Ordering::Acquire) < m.cpus.len();
         if !wait_after(step, m, sched, waiter, v) {
             break;
         }
-        advance_to_slowest(m, sched);
-        timers_now(m, handoff, waiter, lock, v);
+        if halted {
+            advance_locked(m, &sched.warp.lock());
+        } else {
+            advance_to_slowest(m, sched);
+        }
+        run_timers(m, sched, handoff, waiter, lock, v);
     }
+}
+
+/// `smp=local` without a quantum: run the VIRTUAL timers due at the
+/// machine's clock; if any ran, wake the vCPUs waiting at a deadline (the
+/// one they wait for may be gone).
+fn run_timers<'a>(
+    m: &'a Machine,
+    sched: &Sched,
+    handoff: &Handoff,
+    waiter: &Waiter,
+    lock: &mut ExecLock<'a>,
+    v: &mut Vcpu<'a>,
+) {
+    let before = v.stats_mut().timers_run;
+    timers_now(m, handoff, waiter, lock, v);
+    if v.stats_mut().timers_run != before {
+        for &j in sched.warp.lock().iter() {
+            m.cpus[j].wake();
+        }
+    }
+}
+
+/// `smp=local` without a quantum: wait, parked, until the machine's clock
+/// has caught up with this vCPU's (published at its last exit), which is at
+/// or past the next deadline; or until a kick (an interrupt, a stop, a
+/// pause, a new VIRTUAL head). The caller looks at everything again.
+///
+/// No timeout, and no lost wake-up: the vCPU enters the waiting list and
+/// moves the machine's clock under the warp lock; whoever moves it later
+/// does so under the lock too, and wakes every waiting vCPU whose clock it
+/// has reached ([`advance_locked`]). If every running vCPU waits, the last
+/// to enter saw every clock, moved the machine's to the slowest of them,
+/// and that one does not park.
+fn wait_for_slowest(m: &Machine, sched: &Sched, waiter: &Waiter, hart: usize) {
+    let vlist = m.timers.get(ClockType::Virtual);
+    // Relaxed: this thread's own store, at its last exit.
+    let mine = m.cpus[hart].vclock.load(Ordering::Relaxed);
+    let park = {
+        let mut w = sched.warp.lock();
+        w.push(hart);
+        advance_locked(m, &w);
+        let g = m.clocks.get_ns(ClockType::Virtual);
+        let d = vlist.deadline_ns(g);
+        d > 0 && mine - g >= d
+    };
+    if park {
+        waiter.park();
+    }
+    sched.warp.lock().retain(|&j| j != hart);
 }
 
 /// `smp=local` without a quantum: move the machine's VIRTUAL to the
 /// slowest running vCPU's clock, if that is ahead of it.
 fn advance_to_slowest(m: &Machine, sched: &Sched) {
     // Whoever holds the lock is moving it already, jumping it idle, or
-    // waking a vCPU (whose clock jumps to it and must then count).
-    let Some(_w) = sched.warp.try_lock() else {
+    // waking a vCPU (whose clock jumps to it and must then count). This
+    // vCPU runs on and moves it at its next exit; a vCPU that stops
+    // instead (it halts, or waits at a deadline) takes the lock.
+    let Some(w) = sched.warp.try_lock() else {
         return;
     };
+    advance_locked(m, &w);
+}
+
+/// [`advance_to_slowest`] under the warp lock, `waiting` the vCPUs that
+/// wait for the machine's clock: wake those whose clock it reaches.
+fn advance_locked(m: &Machine, waiting: &[usize]) {
     // Relaxed: each clock is a lower bound its vCPU only raises (a woken
-    // vCPU publishes its jump under the lock held here); a stale one moves
-    // VIRTUAL less far, never back.
+    // vCPU publishes its jump under the lock held here, and a vCPU that
+    // stops publishes before it takes the lock); a stale one moves VIRTUAL
+    // less far, never back.
     let min = m
         .cpus
         .iter()
@@ -351,6 +448,11 @@ fn advance_to_slowest(m: &Machine, sched: &Sched) {
     let g = ic.get_ns();
     if min != i64::MAX && min > g {
         ic.add_bias(min - g);
+        for &j in waiting.iter() {
+            if m.cpus[j].vclock.load(Ordering::Relaxed) <= min {
+                m.cpus[j].wake();
+            }
+        }
     }
 }
 

@@ -42,8 +42,12 @@ mod sched {
         /// the round-robin thread counts its halted vCPUs here too.
         pub halted: AtomicUsize,
         /// Serialises the icount idle warp: of several idle vCPU threads
-        /// only the first jumps VIRTUAL to the deadline.
-        pub warp: parking_lot::Mutex<()>,
+        /// only the first jumps VIRTUAL to the deadline. Under `smp=local`
+        /// without a quantum it also moves the machine's VIRTUAL to the
+        /// slowest running clock, and holds the vCPUs that wait there for it
+        /// (at a deadline they reached first on their own clocks: see
+        /// [`crate::accel::icount_smp`]).
+        pub warp: parking_lot::Mutex<Vec<usize>>,
         /// `thread=single`: the vCPU whose turn it is, [`NO_VCPU`] between
         /// turns (QEMU's `rr_current_cpu`), for the kick timer.
         pub rr_current: AtomicUsize,
@@ -54,7 +58,7 @@ mod sched {
         pub fn new() -> Sched {
             Sched {
                 halted: AtomicUsize::new(0),
-                warp: parking_lot::Mutex::new(()),
+                warp: parking_lot::Mutex::new(Vec::new()),
                 rr_current: AtomicUsize::new(NO_VCPU),
             }
         }

@@ -49,7 +49,9 @@
 //!
 //! Under `--bql always` the thread holds the BQL across turns, as
 //! single-threaded TCG did before MTTCG, and gives it up at the same exits
-//! as a vCPU thread does ([`crate::accel::vcpu::ExecLock`]).
+//! as a vCPU thread does ([`crate::accel::vcpu::ExecLock`]). An exit that
+//! only hands the BQL over does not end the turn
+//! ([`crate::accel::vcpu::ExecLock::hand_over`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -207,7 +209,7 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                 match v.step(limit, &mut lock) {
                     Step::Ran(Exit::Io) | Step::Yielded => {
                         left = left.saturating_sub(counted(v) - before);
-                        if m.cpus[i].exit_requested() {
+                        if m.cpus[i].exit_requested() && !lock.hand_over(v, i) {
                             // A kick during the access (a VIRTUAL timer
                             // that became the head, a stop): `cpu_exec`
                             // checks the request after every TB and leaves.
@@ -215,6 +217,15 @@ pub fn rr_thread_fn(m: Arc<Machine>, sched: Arc<Sched>, waiter: Waiter) -> Vec<V
                             v.hart.check_interrupts();
                             break None;
                         }
+                        if icount && left == 0 {
+                            v.hart.check_interrupts();
+                            break None;
+                        }
+                    }
+                    Step::Ran(Exit::Kicked) if lock.hand_over(v, i) => {
+                        // Only asked to give the BQL up (`--bql always`):
+                        // the turn goes on.
+                        left = left.saturating_sub(counted(v) - before);
                         if icount && left == 0 {
                             v.hart.check_interrupts();
                             break None;

@@ -281,6 +281,41 @@ impl<'a> ExecLock<'a> {
         }
     }
 
+    /// `thread=single`: after a step of vCPU `hart` that left because it
+    /// was asked to exit, hand the BQL over if a thread that is not a vCPU
+    /// wants it, and take it back once that thread has had it. True if it
+    /// was handed over and no exit was asked for meanwhile: the exit was the
+    /// hand-over's, and the turn goes on. False otherwise (not held, not
+    /// wanted, a pause or a stop, or a request made while the other thread
+    /// held it, such as the kick timer's): the caller ends the turn.
+    ///
+    /// Without it, each request for the BQL would end a turn, and a VIRTUAL
+    /// timer the iothread runs (the kick timer) would end two: the one its
+    /// request for the BQL interrupted and, with its own kick, the next one,
+    /// which has then executed a TB or none. Every other vCPU would get
+    /// almost nothing, and a guest whose harts wait for each other would
+    /// not finish.
+    pub fn hand_over(&mut self, v: &mut Vcpu<'a>, hart: usize) -> bool {
+        let idle = |m: &Machine| m.run.pause_requested() || m.run.shutdown_requested();
+        if self.held.is_none() || self.m.bql.wanted().0 == 0 || idle(self.m) {
+            return false;
+        }
+        // The request is (as far as can be told) the one the waiting
+        // thread made before it waited: consumed before the BQL goes, so
+        // that one made while the other thread holds it stays.
+        v.observe_kick();
+        loop {
+            self.release();
+            if idle(self.m) {
+                return false;
+            }
+            if self.acquire(hart) {
+                break;
+            }
+        }
+        !self.m.cpus[hart].exit_requested()
+    }
+
     /// Give it up if a thread that is not a vCPU wants it, or a pause is
     /// requested, or other vCPUs want it and this holder's slice
     /// ([`crate::sync::bql::VCPU_SLICE`]) is over.
