@@ -137,6 +137,10 @@ pub struct Handoff {
     done: Arc<AtomicBool>,
     /// VIRTUAL callbacks the iothread ran for this vCPU's hand-offs.
     ran: Arc<AtomicU64>,
+    /// How late (virtual ns) each of them ran: filled by the iothread's
+    /// callback, drained by the vCPU once it sees `done`, so the lock is
+    /// never contended (taken once per hand-off, not on the hot path).
+    late: Arc<parking_lot::Mutex<Vec<u64>>>,
 }
 
 impl Handoff {
@@ -149,16 +153,21 @@ impl Handoff {
                 timer: None,
                 done: Arc::new(AtomicBool::new(true)),
                 ran: Arc::default(),
+                late: Arc::default(),
             };
         }
         let done = Arc::new(AtomicBool::new(true));
         let ran = Arc::new(AtomicU64::new(0));
-        let (m2, d2, r2) = (m.clone(), done.clone(), ran.clone());
+        let late: Arc<parking_lot::Mutex<Vec<u64>>> = Arc::default();
+        let (m2, d2, r2, l2) = (m.clone(), done.clone(), ran.clone(), late.clone());
         let timer = m.timers.get(ClockType::Realtime).new_timer(move || {
             // The iothread runs its timers under the BQL already.
             let vlist = m2.timers.get(ClockType::Virtual);
             let now = m2.clocks.get_ns(ClockType::Virtual);
-            let n = vlist.run_expired(now, &mut |_| {});
+            let n = {
+                let mut l = l2.lock();
+                vlist.run_expired(now, &mut |exp| l.push((now - exp).max(0) as u64))
+            };
             r2.fetch_add(n as u64, Ordering::Relaxed);
             // Release: the timers' effects (mip bits, device state) are
             // visible to the vCPU once it sees `done`.
@@ -169,6 +178,7 @@ impl Handoff {
             timer: Some(timer),
             done,
             ran,
+            late,
         }
     }
 
@@ -195,6 +205,9 @@ impl Handoff {
         }
         let dur = t0.elapsed().as_nanos() as u64;
         record(&mut stats.handoff_ns, dur);
+        for l in self.late.lock().drain(..) {
+            record(&mut stats.lateness_vns, l);
+        }
         if crate::trace::enabled() {
             crate::trace::record(crate::trace::Event::Handoff {
                 vcpu: stats.hart as u32,
