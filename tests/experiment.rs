@@ -374,6 +374,10 @@ fn shards_merge_into_the_runs_of_one_sweep() {
         assert_eq!(r["config"]["smp"], "2");
         assert_eq!(r["work"].as_u64(), Some(4000), "two harts' iterations");
         assert!(r["metrics"]["bql.acquisitions"].as_f64().is_some());
+        // The recorded command and the child's own argv name the program,
+        // not the path of this build.
+        assert_eq!(r["command"][0], "vcpulab", "{r}");
+        assert_eq!(r["report"]["argv"][0], "vcpulab", "{r}");
         assert!(
             r["hist_log"]
                 .as_str()

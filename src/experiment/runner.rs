@@ -338,8 +338,11 @@ impl Sweep<'_> {
     ) -> Result<Command, String> {
         match c.backend {
             Backend::Vcpulab => {
+                use std::os::unix::process::CommandExt;
                 let mut cmd = Command::new(&self.exe);
-                cmd.arg("run").args(&c.args);
+                // The child's argv[0] (in its run report) and the recorded
+                // command say `vcpulab`, not where this build happens to be.
+                cmd.arg0("vcpulab").arg("run").args(&c.args);
                 // vcpulab ends itself at the limit, with its report; the
                 // runner's own limit is a few seconds later.
                 cmd.arg("--timeout")
@@ -422,9 +425,12 @@ impl Sweep<'_> {
                 return Ok(Ok(record));
             }
         };
-        record.command = std::iter::once(cmd.get_program())
-            .chain(cmd.get_args())
-            .map(|a| a.to_string_lossy().into_owned())
+        let program = match c.backend {
+            Backend::Vcpulab => "vcpulab".into(),
+            Backend::Qemu(_) => cmd.get_program().to_string_lossy().into_owned(),
+        };
+        record.command = std::iter::once(program)
+            .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
             .collect();
         let limit = if vcpulab {
             self.limit + Duration::from_secs(10)
