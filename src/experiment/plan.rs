@@ -55,15 +55,29 @@ pub struct Plan {
 }
 
 /// 64-bit FNV-1a, as hex: short stable ids.
+/// (Each part is followed by a 0xff byte, which UTF-8 text never holds, so
+/// `["ab", "c"]` and `["a", "bc"]` differ.)
 pub fn fnv_hex(parts: &[&str]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in p.as_bytes().iter().chain(std::iter::once(&0xffu8)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
+    let bytes = parts
+        .iter()
+        .flat_map(|p| p.bytes().chain(std::iter::once(0xff)));
+    format!("{:016x}", fnv1a(bytes))
+}
+
+/// 64-bit FNV-1a of `bytes`.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Axis labels in a line: `KEY=VALUE` joined by `sep`.
+pub fn describe(labels: &BTreeMap<String, String>, sep: &str) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 /// A small deterministic generator (SplitMix64) for the shuffles.
@@ -171,20 +185,13 @@ impl Plan {
                     .map(|(a, p)| a.values[*p].span.clone())
                     .unwrap_or(0..0)
             };
-            let describe = |labels: &BTreeMap<String, String>| {
-                labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             let (args, threads) = match backend {
                 Backend::Vcpulab => {
                     let args = vcpulab_args(&guest, &options);
                     let t = check_vcpulab(&args).map_err(|m| {
                         loc.error(
                             &blame(&m),
-                            format!("the configuration {{{}}}: {m}", describe(&labels)),
+                            format!("the configuration {{{}}}: {m}", describe(&labels, ", ")),
                         )
                     })?;
                     (args, t)
@@ -208,7 +215,7 @@ impl Plan {
                             &blame(&m),
                             format!(
                                 "the configuration {{{}}} cannot run on {backend_name}: {m} (exclude it with [[exclude]])",
-                                describe(&labels)
+                                describe(&labels, ", ")
                             ),
                         )
                     })?
@@ -306,5 +313,20 @@ impl Plan {
             .filter(|(i, _)| i % n == k - 1)
             .map(|(_, r)| *r)
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_is_the_published_function_and_parts_are_kept_apart() {
+        // The published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(*b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(fnv_hex(&["a"]), format!("{:016x}", fnv1a(*b"a\xff")));
+        assert_ne!(fnv_hex(&["ab", "c"]), fnv_hex(&["a", "bc"]));
     }
 }

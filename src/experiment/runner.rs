@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, select};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::backend::Backend;
-use super::plan::{Configuration, Plan, PlannedRun, fnv_hex};
+use super::plan::{Configuration, Plan, PlannedRun, fnv_hex, fnv1a};
 use super::record::{RunHost, RunRecord, Status};
 use super::report::{ReportSpec, write_report};
 use super::spec::Experiment;
@@ -117,7 +117,7 @@ impl Drop for Spinners {
 
 /// What a child did.
 struct ChildEnd {
-    status: Option<std::process::ExitStatus>,
+    status: std::process::ExitStatus,
     wall: Duration,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -198,7 +198,7 @@ fn run_child(
         return Ok(Err(s));
     }
     Ok(Ok(ChildEnd {
-        status: Some(status),
+        status,
         wall: end - start,
         stdout,
         stderr,
@@ -260,7 +260,7 @@ pub fn flatten_metrics(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<S
 }
 
 /// The spread of per-vCPU progress: (max − min) / mean of the instructions
-/// of each vCPU (0 for one vCPU).
+/// of each vCPU (none for one vCPU).
 fn vcpu_spread(report: &serde_json::Value) -> Option<f64> {
     let v: Vec<f64> = report["vcpus"]
         .as_array()?
@@ -274,15 +274,6 @@ fn vcpu_spread(report: &serde_json::Value) -> Option<f64> {
     let max = v.iter().cloned().fold(f64::MIN, f64::max);
     let min = v.iter().cloned().fold(f64::MAX, f64::min);
     (mean > 0.0).then(|| (max - min) / mean)
-}
-
-fn fnv64(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }
 
 /// The report spec of an experiment.
@@ -451,9 +442,9 @@ impl Sweep<'_> {
         };
         let out = String::from_utf8_lossy(&end.stdout).into_owned();
         record.wall_ns = end.wall.as_nanos() as u64;
-        record.output_hash = fnv64(&end.stdout);
+        record.output_hash = format!("{:016x}", fnv1a(end.stdout.iter().copied()));
         record.output_head = out.chars().take(2048).collect();
-        let code = end.status.and_then(|s| s.code());
+        let code = end.status.code();
         record.exit_code = code;
         let last_err = String::from_utf8_lossy(&end.stderr)
             .lines()
@@ -467,13 +458,13 @@ impl Sweep<'_> {
         } else if code == Some(0) {
             Status::Done
         } else {
-            record.reason = Some(match (code, end.status) {
-                (Some(n), _) => format!("exit status {n}: {last_err}"),
-                (None, Some(s)) => {
+            record.reason = Some(match code {
+                Some(n) => format!("exit status {n}: {last_err}"),
+                None => {
                     use std::os::unix::process::ExitStatusExt;
-                    format!("killed by signal {}: {last_err}", s.signal().unwrap_or(0))
+                    let sig = end.status.signal().unwrap_or(0);
+                    format!("killed by signal {sig}: {last_err}")
                 }
-                _ => last_err.clone(),
             });
             Status::Failed
         };
@@ -719,7 +710,7 @@ fn trace_run(
     match run_child(cmd, sweep.limit + Duration::from_secs(10), signals)
         .map_err(|e| SweepError::Host(format!("cannot start the traced run: {e}")))?
     {
-        Ok(end) if end.status.is_some_and(|s| s.success()) => Ok(()),
+        Ok(end) if end.status.success() => Ok(()),
         Ok(end) => {
             eprintln!(
                 "vcpulab: the traced run failed: {}",
@@ -736,11 +727,7 @@ fn trace_run(
 
 /// A configuration in a line: its axis labels.
 fn describe(c: &Configuration) -> String {
-    c.labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    super::plan::describe(&c.labels, " ")
 }
 
 /// The progress bar, with an ETA, on stderr (hidden when stderr is not a
