@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 use crate::cli::RunCli;
-use crate::config::ThreadMode;
+use crate::config::{AccelConfig, IcountConfig, ThreadMode, parse_smp};
 use crate::qemu::{NOT_FOR_QEMU, QemuGuestRun, QemuVersion};
 
 /// Whether a run option means nothing to QEMU (the BQL, kicks, …).
@@ -111,22 +111,29 @@ pub fn qemu_args(
         }
     }
     let args = run.args(version).map_err(|e| e.to_string())?;
-    Ok((args, qemu_threads(&run)))
+    Ok((args, qemu_threads(&run, version)?))
 }
 
-/// Host threads a QEMU run keeps busy: one per vCPU under MTTCG (QEMU's
-/// default for riscv64 without icount), one under round-robin.
-fn qemu_threads(run: &QemuGuestRun) -> u32 {
-    let smp: u32 = run
-        .smp
+/// Host threads a QEMU run keeps busy, with vcpulab's parsers of the same
+/// options (QEMU's defaults: one thread per vCPU without icount, one for
+/// all with it).
+fn qemu_threads(run: &QemuGuestRun, version: QemuVersion) -> Result<u32, String> {
+    let e = |e: crate::config::ConfigError| e.to_string();
+    let smp = run.smp.as_deref().map(parse_smp).transpose().map_err(e)?;
+    let icount = run
+        .icount
         .as_deref()
-        .and_then(|s| s.split(',').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(1);
-    let single = match run.accel.as_deref() {
-        Some(a) if a.contains("thread=single") => true,
-        Some(a) if a.contains("thread=multi") => false,
-        _ => run.icount.is_some(),
-    };
-    if single { 1 } else { smp }
+        .map(IcountConfig::parse)
+        .transpose()
+        .map_err(e)?;
+    let accel = AccelConfig::parse(
+        run.accel.as_deref(),
+        icount.map(|c| c.smp),
+        version.compat(),
+    )
+    .map_err(e)?;
+    Ok(match accel.thread {
+        ThreadMode::Single => 1,
+        ThreadMode::Multi => smp.map_or(1, |t| t.cpus as u32),
+    })
 }
